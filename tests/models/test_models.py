@@ -130,3 +130,40 @@ def test_sampled_ce_equals_full_ce_when_negatives_cover_all_items_once(monkeypat
     monkeypatch.setattr(torch, "randint", lambda lo, hi, size, device=None: torch.arange(1, 7))
     got = sampled_ce(h, vecs, targets, n_negatives=6)
     torch.testing.assert_close(got, full_ce(h, vecs, targets))
+
+
+def test_chunked_full_ce_matches_the_plain_softmax_in_value_and_gradients(monkeypatch):
+    """The fused chunked CE (used with gradients on) equals F.cross_entropy on the full logits."""
+    import torch.nn.functional as F
+
+    from mosaicrec.models.layers import losses
+
+    monkeypatch.setattr(losses, "CE_CHUNK_FLOATS", 3 * 11)  # 3 rows per chunk, last chunk partial
+    torch.manual_seed(0)
+    h = torch.randn(10, 4, dtype=torch.float64, requires_grad=True)
+    vecs = torch.randn(11, 4, dtype=torch.float64, requires_grad=True)  # 10 items + padding row
+    targets = torch.tensor([1, 2, 3, 10, 5, 5, 7, 8, 9, 1])
+    got = losses.full_ce(h, vecs, targets)
+    assert got.grad_fn is not None and "Chunked" in type(got.grad_fn).__name__  # the fused path ran
+    g_got = torch.autograd.grad(2.5 * got, [h, vecs])
+    logits = h @ vecs.T
+    logits = torch.cat([torch.full_like(logits[:, :1], float("-inf")), logits[:, 1:]], dim=1)
+    want = F.cross_entropy(logits, targets)
+    g_want = torch.autograd.grad(2.5 * want, [h, vecs])
+    torch.testing.assert_close(got, want)
+    for a, b in zip(g_got, g_want, strict=True):
+        torch.testing.assert_close(a, b)
+    assert torch.all(g_got[1][0] == 0)  # the padding row never gets a gradient
+    with torch.no_grad():  # evaluation path: plain softmax, same value
+        torch.testing.assert_close(losses.full_ce(h, vecs, targets), want)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
+def test_attn_dropout_defaults_to_dropout_and_zero_is_deterministic(name):
+    model, _ = make(name, dropout=0.3)
+    assert all(b.attn.dropout == 0.3 for b in model.encoder.blocks)
+    model, ctx = make(name, dropout=0.0, attn_dropout=0.0)
+    assert all(b.attn.dropout == 0.0 for b in model.encoder.blocks)
+    model.train()
+    batch = toy_eval_batch(ctx)
+    torch.testing.assert_close(model.user_repr(batch), model.user_repr(batch))  # no dropout anywhere

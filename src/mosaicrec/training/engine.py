@@ -148,7 +148,9 @@ def _finish(cfg: ExperimentConfig, run_dir: Path, data: PreparedData, module: An
     train_s = sum(t["train"] + t["val"] for t in timing.values())
     res = TrainResult(run_dir=run_dir, best_epoch=best, valid=module.history[best], test=None, epochs=epochs,
                       train_seconds=train_s, epoch_seconds=sum(t["train"] for t in timing.values()) / max(epochs, 1),
-                      seconds_to_best=sum(t["train"] + t["val"] for e, t in timing.items() if e <= best))
+                      seconds_to_best=sum(t["train"] + t["val"] for e, t in timing.items() if e <= best),
+                      extra={"per_epoch": [{"epoch": e, **t, "valid": module.history.get(e, {}).get("overall")}
+                                           for e, t in sorted(timing.items())]})
     if evaluate_test:
         _test(cfg, run_dir, data, model, res)
     write_json(run_dir / "metrics.json", {

@@ -28,6 +28,7 @@ def attention_mask(pad_mask: torch.Tensor, causal: bool) -> torch.Tensor:
 
 class SelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        """``dropout``: on the attention weights (training only)."""
         super().__init__()
         if dim % heads:
             raise ValueError(f"hidden size {dim} is not divisible by heads {heads}")
@@ -49,10 +50,10 @@ class Block(nn.Module):
     """Pre-norm block: x + attn(LN(x)); x + FFN(LN(x))."""
 
     def __init__(self, dim: int, heads: int, dropout: float, ffn_mult: int = 1,
-                 activation: str = "gelu") -> None:
+                 activation: str = "gelu", attn_dropout: float | None = None) -> None:
         super().__init__()
         self.ln1 = nn.LayerNorm(dim)
-        self.attn = SelfAttention(dim, heads, dropout)
+        self.attn = SelfAttention(dim, heads, dropout if attn_dropout is None else attn_dropout)
         self.ln2 = nn.LayerNorm(dim)
         act: nn.Module = nn.GELU() if activation == "gelu" else nn.ReLU()
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_mult * dim), act, nn.Dropout(dropout),
@@ -65,13 +66,20 @@ class Block(nn.Module):
 
 
 class Encoder(nn.Module):
-    """A stack of blocks with a final layer norm; padding rows are zeroed after each block."""
+    """A stack of blocks with a final layer norm; padding rows are zeroed after each block.
+
+    ``attn_dropout`` (default: ``dropout``) is the dropout on attention weights. On CPU it is
+    the most expensive part of a block: with it, ``scaled_dot_product_attention`` falls back
+    to its unfused path and draws a [B, H, L, L] Bernoulli mask (about 4x the attention cost
+    at L=200, measured in docs/training.md); 0 keeps the fused kernel.
+    """
 
     def __init__(self, dim: int, layers: int, heads: int, dropout: float, causal: bool,
-                 ffn_mult: int = 1, activation: str = "gelu") -> None:
+                 ffn_mult: int = 1, activation: str = "gelu", attn_dropout: float | None = None) -> None:
         super().__init__()
         self.causal = causal
-        self.blocks = nn.ModuleList(Block(dim, heads, dropout, ffn_mult, activation) for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(dim, heads, dropout, ffn_mult, activation, attn_dropout)
+                                    for _ in range(layers))
         self.ln = nn.LayerNorm(dim)
 
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
