@@ -202,7 +202,7 @@ def run_ours(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         model={"name": "sasrec", "hidden": HP["hidden"], "layers": HP["layers"], "heads": HP["heads"],
                "ffn_mult": HP["inner"] // HP["hidden"], "dropout": HP["dropout"], "attn_dropout": HP["attn_dropout"],
                "loss": HP["loss"]},
-        train=TrainConfig(epochs=args.ours_max_epochs, batch_size=HP["batch_size"], lr=HP["lr"], max_len=HP["max_len"],
+        train=TrainConfig(epochs=args.ours_max_epochs, batch_size=args.ours_batch_size, lr=HP["lr"], max_len=HP["max_len"],
                           patience=HP["patience"], seed=HP["seed"], monitor="ndcg@10", accelerator="cpu"),
         eval=EvalConfig(ks=[10], mode="full", batch_size=HP["eval_batch_size"]))
     t0 = time.perf_counter()
@@ -215,13 +215,15 @@ def run_ours(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     # FLOPs of one epoch: every batch of the epoch (batch lengths vary), forward + backward.
     model = build_model(cfg, data, work / "data").train()
     ds = WindowDataset(build_windows(data, HP["max_len"]))
-    batches = [ds.collate(list(range(i, min(i + HP["batch_size"], len(ds))))) for i in range(0, len(ds), HP["batch_size"])]
+    bs = args.ours_batch_size
+    batches = [ds.collate(list(range(i, min(i + bs, len(ds))))) for i in range(0, len(ds), bs)]
     flops = count_train_flops(model.loss, batches)
     test = res.test["overall"] if res.test else {}
     out.update({"eval_seconds": res.eval_seconds, "ndcg@10": test["ndcg@10"], "hr@10": test["hr@10"],
                 "mrr": test["mrr"], "mrr_is": "MRR over the full ranking (not cut at k)",
                 "stopped_early": res.epochs < args.ours_max_epochs, "max_epochs": args.ours_max_epochs,
                 "train_targets_per_epoch": ds.w.n_targets, "flops_per_epoch": flops,
+                "batch_windows": bs, "mean_targets_per_step": ds.w.n_targets / len(batches), "steps_per_epoch": len(batches),
                 "flops_counted_on": "every batch of one epoch", "data_prep_seconds": prep_s,
                 "n_items": data.n_items, "n_users": data.n_users,
                 "versions": {"torch": torch.__version__}})
@@ -264,6 +266,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch threads for both sides (default: $OMP_NUM_THREADS or 1)")
     p.add_argument("--recbole-max-epochs", type=int, default=4, help="cap on RecBole's epochs (300: to early stop)")
     p.add_argument("--ours-max-epochs", type=int, default=300, help="cap on our epochs")
+    p.add_argument("--ours-batch-size", type=int, default=8, help=(
+        "our batch in windows of up to max_len targets (default 8: ~330 targets per Adam step, "
+        "close to RecBole's 256 one-target sequences)"))
+    p.add_argument("--recbole-from", type=Path, help=(
+        "reuse the 'recbole' side of an earlier JSON of this script instead of running RecBole "
+        "(the output says so: recbole.reused_from)"))
     p.add_argument("--recbole-venv", default=str(DEFAULT_VENV))
     p.add_argument("--skip-recbole", action="store_true", help="only our side (no comparison written)")
     p.add_argument("--flop-batches", type=int, default=20, help="RecBole batches counted for FLOPs")
@@ -287,8 +295,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[vs_recbole] ours: {json.dumps({k: ours[k] for k in ('epoch_seconds', 'seconds_to_best', 'eval_seconds', 'ndcg@10')})}", flush=True)
         result: dict[str, Any] = {"ours": ours, "matmul_peak_gflops": peak, "threads": args.threads,
                                   "hyper_parameters": HP, "command": " ".join(["python", "benchmarks/vs_recbole.py", *sys.argv[1:]])}
-        if not args.skip_recbole:
-            rb = run_recbole(args, work)
+        if args.recbole_from:
+            rb = json.loads(args.recbole_from.read_text())["recbole"]
+            when = rb.get("measured_at") or time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(args.recbole_from.stat().st_mtime))
+            rb["reused_from"] = f"{args.recbole_from}: RecBole measured in an earlier run of this script (written {when})"
+            result["recbole"] = rb
+            result["speedup"] = speedups(ours, rb)
+        elif not args.skip_recbole:
+            try:
+                rb = run_recbole(args, work)
+                rb["measured_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+                rb["threads"] = args.threads
+            except (subprocess.CalledProcessError, OSError, ValueError) as e:  # keep our side's numbers
+                result["recbole"] = {"error": f"RecBole run failed: {e}"}
+                result["load_avg_before_after"] = [load0, os.getloadavg()]
+                if args.json:
+                    from mosaicrec.utils import write_json
+
+                    write_json(args.json, result)
+                raise
             finish_side(rb, peak)
             rb["reference_not_measured_here"] = {
                 "source": "shared/data/README.md (RecBole 1.2.1 to early stop, patience 8, seed 2020, 2 idle cores)",

@@ -167,3 +167,14 @@ def test_attn_dropout_defaults_to_dropout_and_zero_is_deterministic(name):
     model.train()
     batch = toy_eval_batch(ctx)
     torch.testing.assert_close(model.user_repr(batch), model.user_repr(batch))  # no dropout anywhere
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_sasrec_last_position_fast_path_equals_the_full_forward(heads):
+    """user_repr runs the last block for the last position only; same numbers as the full pass."""
+    model, ctx = make("sasrec", heads=heads, ffn_mult=2)
+    model.eval()
+    batch = toy_eval_batch(ctx)
+    batch.items[0] = 0  # an empty history too (padding query attends to itself)
+    with torch.no_grad():
+        torch.testing.assert_close(model.user_repr(batch), model.sequence_states(batch)[:, -1])

@@ -53,12 +53,15 @@ class SASRec(SequentialIDModel):
                                ffn_mult=cfg.ffn_mult, activation=cfg.activation,
                                attn_dropout=cfg.attn_dropout)
 
-    def sequence_states(self, batch: SeqBatch) -> torch.Tensor:
+    def sequence_states(self, batch: SeqBatch, last_only: bool = False) -> torch.Tensor:
         items = batch.items[:, -self.ctx.max_len:]  # [B, L]
         L = items.shape[1]
         pos = torch.arange(self.ctx.max_len - L, self.ctx.max_len, device=items.device)  # [L]
         x = self.item_emb(items) * math.sqrt(self.cfg.hidden) + self.pos_emb(pos)  # [B, L, D]
-        return self.encoder(self.emb_drop(x), items != 0)  # [B, L, D]
+        return self.encoder(self.emb_drop(x), items != 0, last_only)  # [B, L or 1, D]
+
+    def user_repr(self, batch: SeqBatch) -> torch.Tensor:
+        return self.sequence_states(batch, last_only=True)[:, -1]  # [B, D] (last block: last position only)
 
     def loss(self, batch: SeqBatch) -> torch.Tensor:
         if self.cfg.loss == "sampled_ce":

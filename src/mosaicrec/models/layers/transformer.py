@@ -37,10 +37,18 @@ class SelfAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.dropout = dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """[B, L, D] -> [B, L, D]; with ``last_only`` only the last query row: [B, 1, D]."""
         B, L, D = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).unbind(2)  # 3 x [B, L, H, Dh]
-        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, L, Dh]
+        H, Dh = self.heads, D // self.heads
+        if last_only:  # keys/values of every position, the query of the last one only
+            kv = F.linear(x, self.qkv.weight[D:], self.qkv.bias[D:]).view(B, L, 2, H, Dh)  # [B, L, 2, H, Dh]
+            k, v = (t.transpose(1, 2) for t in kv.unbind(2))  # [B, H, L, Dh]
+            q = F.linear(x[:, -1:], self.qkv.weight[:D], self.qkv.bias[:D]).view(B, 1, H, Dh).transpose(1, 2)  # [B, H, 1, Dh]
+            mask, L = mask[:, :, -1:], 1  # [B, 1, 1, L]
+        else:
+            q, k, v = self.qkv(x).view(B, L, 3, H, Dh).unbind(2)  # 3 x [B, L, H, Dh]
+            q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # [B, H, L, Dh]
         p = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # [B, H, L, Dh]
         return self.out(y.transpose(1, 2).reshape(B, L, D))  # [B, L, D]
@@ -60,9 +68,11 @@ class Block(nn.Module):
                                  nn.Linear(ffn_mult * dim, dim))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.ln1(x), mask))  # [B, L, D]
-        return x + self.drop(self.ffn(self.ln2(x)))  # [B, L, D]
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """[B, L, D] -> [B, L, D], or [B, 1, D] (the last position) with ``last_only``."""
+        h = self.attn(self.ln1(x), mask, last_only)  # [B, L or 1, D]
+        x = (x[:, -1:] if last_only else x) + self.drop(h)  # [B, L or 1, D]
+        return x + self.drop(self.ffn(self.ln2(x)))  # [B, L or 1, D]
 
 
 class Encoder(nn.Module):
@@ -82,10 +92,17 @@ class Encoder(nn.Module):
                                     for _ in range(layers))
         self.ln = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """[B, L, D] states; with ``last_only`` [B, 1, D], the last position's state only.
+
+        ``last_only`` is exact (the same numbers as ``forward(...)[:, -1:]``): every block but the
+        last runs in full (its keys/values feed the last query), and the last block computes the
+        query, attention and FFN of the last position alone -- the cheap path for scoring.
+        """
         mask = attention_mask(pad_mask, self.causal)  # [B, 1, L, L]
         keep = pad_mask.unsqueeze(-1).to(x.dtype)  # [B, L, 1]
         x = x * keep
-        for block in self.blocks:
-            x = block(x, mask) * keep  # [B, L, D]
-        return self.ln(x)  # [B, L, D]
+        for i, block in enumerate(self.blocks):
+            last = last_only and i == len(self.blocks) - 1
+            x = block(x, mask, last) * (keep[:, -1:] if last else keep)  # [B, L or 1, D]
+        return self.ln(x)  # [B, L or 1, D]
