@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -170,9 +171,10 @@ def summarise_cold(reports: Sequence[Mapping[str, object]], bench: str) -> dict[
     out: dict[str, object] = {k: v for k, v in first.items() if not isinstance(v, dict) and k != "run"}
     out["bench"], out["n_seeds"] = bench, len(reports)
     for who in ("model", "popularity", "content_knn"):
-        if all(isinstance(r.get(who), dict) for r in reports):
-            metrics = [r[who] for r in reports]
-            out[who] = {k: float(np.mean([m[k] for m in metrics])) for k in metrics[0]}  # type: ignore[index]
-            if len(reports) > 1:
-                out[f"{who}_std"] = {k: float(np.std([m[k] for m in metrics], ddof=1)) for k in metrics[0]}  # type: ignore[index]
+        metrics = [r.get(who) for r in reports]
+        if all(isinstance(m, dict) for m in metrics):
+            per = [cast(dict[str, float], m) for m in metrics]
+            out[who] = {k: float(np.mean([m[k] for m in per])) for k in per[0]}
+            if len(per) > 1:
+                out[f"{who}_std"] = {k: float(np.std([m[k] for m in per], ddof=1)) for k in per[0]}
     return out
