@@ -72,6 +72,25 @@ def test_propagate_mean_and_sum():
     np.testing.assert_allclose(G.propagate(adj, x, 2, reduce="sum").numpy().ravel(), [5, 7])
 
 
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_sparse_op_matches_coo_forward_and_gradient(symmetric):
+    g = torch.Generator().manual_seed(3)
+    dense = torch.rand(6, 6, generator=g, dtype=torch.float64) * (torch.rand(6, 6, generator=g) < 0.4)
+    if symmetric:
+        dense = dense + dense.T
+    op = G.SparseOp(dense.to_sparse(), symmetric=symmetric)
+    x = torch.randn(6, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    y = G.propagate(op, x, 2, reduce="sum")
+    np.testing.assert_allclose(y.detach().numpy(), (x + dense @ x + dense @ dense @ x).detach().numpy(), atol=1e-12)
+    w = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    (y * w).sum().backward()
+    # d/dx sum(w * (I + A + A^2) x) = (I + A + A^2)^T w
+    expected = w + dense.T @ w + dense.T @ dense.T @ w
+    np.testing.assert_allclose(x.grad.numpy(), expected.numpy(), atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t: op @ t, (x.detach().clone().requires_grad_(),))
+    assert torch.equal(op.to_dense(), dense) and op.to("cpu") is op
+
+
 def test_knn_edges_hand_example_and_zero_rows():
     feat = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
     rows, cols = G.knn_edges(feat, k=2)

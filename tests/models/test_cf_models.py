@@ -145,10 +145,10 @@ def test_freedom_prunes_edges_per_epoch():
     n_edges = len(model.edge_users)
     model.on_epoch_start(0)
     a1 = model.train_adj()
-    assert a1._nnz() == 2 * int(n_edges * 0.5)
+    assert a1.nnz == 2 * int(n_edges * 0.5)
     model.on_epoch_start(1)
     assert model.train_adj() is not a1
-    assert model.full_adj._nnz() == 2 * n_edges  # evaluation uses the full graph
+    assert model.full_adj.nnz == 2 * n_edges  # evaluation uses the full graph
 
 
 def test_a_learnable_preference_is_learned():

@@ -4,12 +4,20 @@
     mosaicrec bench ml1m_sasrec --json benchmarks/results/ml1m_sasrec.json --check
     mosaicrec bench afk_sasrec --seeds 1 2 3 train.epochs=5
     mosaicrec bench ml1m_sasrec --from-json benchmarks/results/ml1m_sasrec.json --check   (no training)
+    mosaicrec bench ml1m_lirdrec --seeds 2025 --append --json benchmarks/results/ml1m_lirdrec.json
+    mosaicrec bench scientific-cold_lirdrec --json R.json --cold-into benchmarks/results/scientific_lirdrec.json
 
 A benchmark is an ExperimentConfig with ``seeds`` and ``expected`` ranges
 (``overall.ndcg@10: [lo, hi]``, ``Food.mrr: [lo, hi]``, ``sampled.Food.hr@10: [lo, hi]`` for
 the sampled-negative metrics). For each seed it trains (early stopping on validation) and
 tests once; the JSON holds the means over seeds, their sample standard deviations (0 for one
-seed) and every seed's numbers.
+seed) and every seed's numbers. ``--append`` adds this call's seeds to those already in the
+``--json`` file (one seed per call, means over all). When the prepared data has a cold-item split
+(``data.cold_item_fraction > 0``), every seed's run is also evaluated on the cold items
+(:mod:`mosaicrec.models.cf.cold`) and the JSON gets ``metrics_cold`` (mean over seeds);
+``--cold-into PATH`` stores that under ``metrics_cold`` of another results JSON as well (e.g. the
+warm benchmark of the same model). Rewriting a JSON keeps a ``metrics_cold`` already there
+unless this call computed one.
 """
 
 from __future__ import annotations
@@ -36,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", action="store_true", help="show training progress bars")
     p.add_argument("--resume", action="store_true",
                    help="continue each seed's run from its last.ckpt (e.g. with a lower train.epochs to stop now)")
+    p.add_argument("--append", action="store_true",
+                   help="add these seeds to the per-seed runs already in --json (means over all)")
+    p.add_argument("--cold-into", help="also store the cold-item results (metrics_cold) in this results JSON")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
@@ -127,6 +138,30 @@ def run_seeds(cfg: Any, args: argparse.Namespace, name: str) -> list[dict[str, A
     return per_seed
 
 
+def finish_result(per_seed: list[dict[str, Any]], cfg: Any, args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """Cold-item evaluation of the new seeds (data with cold items only), ``--append``, aggregate."""
+    from mosaicrec.models.cf.cold import cold_report_for_run, summarise_cold
+    from mosaicrec.utils import read_json
+
+    for r in per_seed:
+        cold = cold_report_for_run(r["run_dir"], cfg.eval.ks)
+        if cold is not None:
+            r["cold"] = cold
+    old = read_json(args.json) if args.json and Path(args.json).exists() else {}
+    if args.append:
+        if not args.json:
+            raise ValueError("--append needs --json (the results file to add the seeds to)")
+        new = {r["seed"] for r in per_seed}
+        per_seed = [r for r in old.get("per_seed", []) if r["seed"] not in new] + per_seed
+    result = aggregate(per_seed, cfg)
+    colds = [r["cold"] for r in per_seed if r.get("cold")]
+    if colds:
+        result["metrics_cold"] = summarise_cold(colds, name)
+    elif "metrics_cold" in old:
+        result["metrics_cold"] = old["metrics_cold"]  # written by a cold-split benchmark (--cold-into)
+    return result
+
+
 def run(args: argparse.Namespace) -> int:
     from mosaicrec.commands._tables import print_metrics
     from mosaicrec.config import load_experiment
@@ -144,9 +179,14 @@ def run(args: argparse.Namespace) -> int:
     if args.from_json:
         result = read_json(args.from_json)
     else:
-        result = aggregate(run_seeds(cfg, args, path.stem), cfg)
+        per_seed = run_seeds(cfg, args, path.stem)
+        result = finish_result(per_seed, cfg, args, path.stem)
         if args.json:
             write_json(args.json, result)
+        if args.cold_into and "metrics_cold" in result:
+            from mosaicrec.commands.cold import merge_json
+
+            merge_json(args.cold_into, "metrics_cold", result["metrics_cold"])
     n = len(result.get("seeds", []))
     print_metrics(result["metrics"], f"{path.stem}: test, full ranking (mean of {n} seeds)", result.get("std"))
     print_metrics(result.get("metrics_sampled"), f"{path.stem}: test, sampled negatives", result.get("std_sampled"))

@@ -21,7 +21,7 @@ from mosaicrec.models.cf.base import (
     knn_weights,
     select_features,
 )
-from mosaicrec.models.cf.graph import item_knn_graph, propagate
+from mosaicrec.models.cf.graph import SparseOp, item_knn_graph, propagate
 from mosaicrec.registry import MODELS
 
 
@@ -52,19 +52,20 @@ class FREEDOM(CFRecommender):
         nn.init.xavier_uniform_(self.user_emb.weight)
         nn.init.xavier_uniform_(self.item_emb.weight)
         self.proj = nn.ModuleList(nn.Linear(f.shape[1], cfg.dim) for f in self._feats.values())
-        self._mm_adj: torch.Tensor | None = None
+        self._mm_adj: SparseOp | None = None
 
-    def mm_adj(self) -> torch.Tensor:
+    def mm_adj(self) -> SparseOp:
         """The frozen item-item graph (built lazily on first use, cached by content hash)."""
         if self._mm_adj is None:
             w = knn_weights(self.names, self.cfg.knn_weights)
-            self._mm_adj = item_knn_graph(self._feats, self.cfg.knn_k, w, graph_cache_dir(self.ctx))
-        return self._mm_adj.to(device=self.item_emb.weight.device)
+            self._mm_adj = SparseOp(item_knn_graph(self._feats, self.cfg.knn_k, w, graph_cache_dir(self.ctx)))
+        self._mm_adj = self._mm_adj.to(self.item_emb.weight.device)
+        return self._mm_adj
 
     def forward_all(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.item_emb.weight  # [N+1, D]
         for _ in range(self.cfg.n_mm_layers):
-            h = torch.sparse.mm(self.mm_adj(), h)  # [N+1, D]
+            h = self.mm_adj() @ h  # [N+1, D]
         ego = torch.cat([self.user_emb.weight, self.item_emb.weight])  # [U+N+1, D]
         out = propagate(self.train_adj() if train else self.full_adj, ego, self.cfg.n_ui_layers)
         return out[: self.n_users], out[self.n_users:] + h

@@ -32,7 +32,7 @@ from mosaicrec.models.cf.base import (
     select_features,
 )
 from mosaicrec.models.cf.dct import multimodal_transform
-from mosaicrec.models.cf.graph import item_knn_graph, propagate
+from mosaicrec.models.cf.graph import SparseOp, item_knn_graph, propagate
 from mosaicrec.models.cf.pwc import PWC
 from mosaicrec.registry import MODELS
 
@@ -81,7 +81,7 @@ class LIRDRec(CFRecommender):
         if self.item_ids is not None:
             nn.init.xavier_uniform_(self.item_ids.weight)
         self.pwc = PWC(ctx.n_users, n_branches, d, cfg.pwc_w1, cfg.pwc_base) if cfg.pwc else None
-        self._mm_adj: torch.Tensor | None = None
+        self._mm_adj: SparseOp | None = None
 
     # ----- pieces -----------------------------------------------------------------------------
     def item_blocks(self) -> list[torch.Tensor]:
@@ -92,11 +92,12 @@ class LIRDRec(CFRecommender):
             blocks[-1] = blocks[-1] + self.item_ids.weight
         return blocks
 
-    def mm_adj(self) -> torch.Tensor:
+    def mm_adj(self) -> SparseOp:
         if self._mm_adj is None:
             w = knn_weights(self.names, self.cfg.knn_weights)
-            self._mm_adj = item_knn_graph(self._feats, self.cfg.knn_k, w, graph_cache_dir(self.ctx))
-        return self._mm_adj.to(device=self.shared_in.device)
+            self._mm_adj = SparseOp(item_knn_graph(self._feats, self.cfg.knn_k, w, graph_cache_dir(self.ctx)))
+        self._mm_adj = self._mm_adj.to(self.shared_in.device)
+        return self._mm_adj
 
     def _fuse_users(self, blocks: list[torch.Tensor]) -> torch.Tensor:
         if self.pwc is not None:
@@ -111,7 +112,7 @@ class LIRDRec(CFRecommender):
         users, item_rep = rep[: self.n_users], rep[self.n_users:]  # [U, B*D], [N+1, B*D]
         h = item_rep
         for _ in range(self.cfg.n_mm_layers):
-            h = torch.sparse.mm(self.mm_adj(), h)  # [N+1, B*D]
+            h = self.mm_adj() @ h  # [N+1, B*D]
         d = self.cfg.dim
         user_blocks = [users[:, b * d:(b + 1) * d] for b in range(len(items))]  # [U, D] each
         return self._fuse_users(user_blocks), item_rep + h

@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 from mosaicrec.config import StrictModel
 from mosaicrec.data.batches import SeqBatch
 from mosaicrec.models.base import ModelContext, Recommender
-from mosaicrec.models.cf.graph import bipartite_adj, pruned_bipartite_adj, unique_pairs
+from mosaicrec.models.cf.graph import SparseOp, bipartite_adj, pruned_bipartite_adj, unique_pairs
 
 
 class CFConfig(StrictModel):
@@ -88,7 +88,7 @@ class CFRecommender(Recommender):
     edge_items: torch.Tensor
     seen_keys: torch.Tensor
     warm_items: torch.Tensor
-    _pruned: torch.Tensor | None = None
+    _pruned: SparseOp | None = None
 
     def __init__(self, cfg: CFConfig, ctx: ModelContext) -> None:
         super().__init__(cfg, ctx)
@@ -108,7 +108,7 @@ class CFRecommender(Recommender):
         keys = torch.unique(self.edge_users * self.n_item_rows + self.edge_items)  # sorted [E']
         self.register_buffer("seen_keys", keys, persistent=False)
         self.register_buffer("warm_items", torch.unique(self.edge_items), persistent=False)
-        self._adj: torch.Tensor | None = None
+        self._adj: SparseOp | None = None
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
         self._cache_key: tuple[int, ...] = ()
 
@@ -121,19 +121,20 @@ class CFRecommender(Recommender):
 
     # ----- graph ----------------------------------------------------------------------------
     @property
-    def full_adj(self) -> torch.Tensor:
+    def full_adj(self) -> SparseOp:
         """The unpruned normalised user-item adjacency (used for evaluation)."""
-        if self._adj is None:
-            self._adj = bipartite_adj(self.edge_users, self.edge_items, self.n_users, self.n_item_rows)
-        return self._adj.to(device=self.edge_users.device)
+        if self._adj is None or self._adj.device != self.edge_users.device:
+            adj = bipartite_adj(self.edge_users, self.edge_items, self.n_users, self.n_item_rows)
+            self._adj = SparseOp(adj, symmetric=True)
+        return self._adj
 
-    def train_adj(self) -> torch.Tensor:
+    def train_adj(self) -> SparseOp:
         """The adjacency used in training steps (pruned per epoch when ``edge_drop > 0``)."""
         if self.edge_drop <= 0.0:
             return self.full_adj
         if self._pruned is None:
-            self._pruned = pruned_bipartite_adj(self.edge_users, self.edge_items, self.n_users,
-                                                self.n_item_rows, self.edge_drop)
+            self._pruned = SparseOp(pruned_bipartite_adj(self.edge_users, self.edge_items, self.n_users,
+                                                         self.n_item_rows, self.edge_drop), symmetric=True)
         return self._pruned
 
     def on_epoch_start(self, epoch: int) -> None:

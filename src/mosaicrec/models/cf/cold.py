@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -142,4 +143,38 @@ def cold_report(data: PreparedData, model: Recommender | None, features: Mapping
     out["popularity"] = evaluate_cold(popularity_scorer(data), q, ks)
     if features:
         out["content_knn"] = evaluate_cold(content_knn_scorer(data, features), q, ks)
+    return out
+
+
+def has_cold_items(data_root: str | Path) -> bool:
+    """Whether a prepared folder holds a cold-item split (``cold_items.parquet``)."""
+    return (Path(data_root) / "cold_items.parquet").exists()
+
+
+def cold_report_for_run(run_dir: str | Path, ks: Sequence[int] = (10, 20)) -> dict[str, object] | None:
+    """:func:`cold_report` of a finished run, or None when its data has no cold items."""
+    from mosaicrec.training.run import load_run
+
+    run = load_run(run_dir)
+    if not has_cold_items(run.data.root):
+        return None
+    features = dict(getattr(run.model.ctx, "features", {}) or {})
+    report = cold_report(run.data, run.model, features, ks)
+    report["run"] = str(run_dir)
+    return report
+
+
+def summarise_cold(reports: Sequence[Mapping[str, object]], bench: str) -> dict[str, object]:
+    """Mean over seeds of the per-seed cold reports (counts from the first; they depend on the
+    data only), with the seeds' count, as stored under ``metrics_cold`` of a bench JSON."""
+    first = reports[0]
+    out: dict[str, object] = {k: v for k, v in first.items() if not isinstance(v, dict) and k != "run"}
+    out["bench"], out["n_seeds"] = bench, len(reports)
+    for who in ("model", "popularity", "content_knn"):
+        metrics = [r.get(who) for r in reports]
+        if all(isinstance(m, dict) for m in metrics):
+            per = [cast(dict[str, float], m) for m in metrics]
+            out[who] = {k: float(np.mean([m[k] for m in per])) for k in per[0]}
+            if len(per) > 1:
+                out[f"{who}_std"] = {k: float(np.std([m[k] for m in per], ddof=1)) for k in per[0]}
     return out

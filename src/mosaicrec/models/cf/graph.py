@@ -5,18 +5,79 @@ Node layout of the user-item graph: users ``0..U-1``, then items ``U + item_idx`
 ``D^-1/2 A D^-1/2`` (LightGCN). The item-item graph connects each item to its ``k`` most
 cosine-similar items on raw features, normalised the same way, and is cached on disk keyed by a
 hash of the feature bytes and the graph parameters (never by file names).
+
+Products ``A @ x`` inside training steps go through :class:`SparseOp` (CSR storage, a custom
+backward ``A^T @ grad``): torch's COO ``sparse.mm`` is ~3x slower forward and its backward
+transposes and re-coalesces the COO matrix at every step, which made one ML-1M epoch
+(1.6M non-zeros, 394 steps) cost minutes. See docs/lirdrec.md ("Training cost").
 """
 
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 _MEMORY_CACHE: dict[str, torch.Tensor] = {}
+
+
+class _CSRMatMul(torch.autograd.Function):
+    """``A @ x`` with ``A`` a constant CSR matrix; backward ``A^T @ grad`` with ``A^T`` given."""
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, a_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.a_t = a_t
+        return a @ x  # [n, D]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, None, torch.Tensor]:
+        return None, None, ctx.a_t @ grad.contiguous()  # [m, D]
+
+
+class SparseOp:
+    """A frozen sparse matrix prepared for many products ``A @ x`` (gradients flow into ``x``
+    only). Holds ``A`` and ``A^T`` in CSR; for a ``symmetric`` matrix they are the same object."""
+
+    def __init__(self, coo: torch.Tensor, symmetric: bool = False) -> None:
+        self.coo = coo.coalesce()
+        self.symmetric = symmetric
+        with warnings.catch_warnings():  # "Sparse CSR tensor support is in beta state"
+            warnings.simplefilter("ignore", UserWarning)
+            self.csr = self.coo.to_sparse_csr()
+            self.csr_t = self.csr if symmetric else self.coo.t().coalesce().to_sparse_csr()
+
+    @property
+    def nnz(self) -> int:
+        return int(self.coo._nnz())
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.coo.shape
+
+    @property
+    def device(self) -> torch.device:
+        return self.coo.device
+
+    def to(self, device: torch.device | str) -> SparseOp:
+        if torch.device(device) == self.coo.device:
+            return self
+        return SparseOp(self.coo.to(device), self.symmetric)
+
+    def to_dense(self) -> torch.Tensor:
+        return self.coo.to_dense()
+
+    def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
+        return _CSRMatMul.apply(self.csr, self.csr_t, x)  # type: ignore[no-any-return]
+
+
+def spmm(adj: torch.Tensor | SparseOp, x: torch.Tensor) -> torch.Tensor:
+    """``adj @ x`` for a :class:`SparseOp` or a sparse COO tensor."""
+    return adj @ x if isinstance(adj, SparseOp) else torch.sparse.mm(adj, x)
 
 
 def _sparse(rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, n: int) -> torch.Tensor:
@@ -59,11 +120,11 @@ def pruned_bipartite_adj(users: torch.Tensor, items: torch.Tensor, n_users: int,
     return bipartite_adj(users[keep], items[keep], n_users, n_item_rows)
 
 
-def propagate(adj: torch.Tensor, x: torch.Tensor, n_layers: int, reduce: str = "mean") -> torch.Tensor:
+def propagate(adj: torch.Tensor | SparseOp, x: torch.Tensor, n_layers: int, reduce: str = "mean") -> torch.Tensor:
     """LightGCN: combine layers 0..L of ``x <- adj @ x`` by their mean (or sum)."""
     layers = [x]
     for _ in range(n_layers):
-        x = torch.sparse.mm(adj, x)  # [n, D]
+        x = spmm(adj, x)  # [n, D]
         layers.append(x)
     out = torch.stack(layers, dim=0)  # [L+1, n, D]
     return out.mean(0) if reduce == "mean" else out.sum(0)
