@@ -134,7 +134,8 @@ def load_backbone(cfg: BackboneConfig, layers: int | None = None, pretrained: st
     item_id = int(tok.convert_tokens_to_ids(cfg.item_token))
     decoder = lm.get_decoder()
     truncate_layers(decoder, layers)
-    base = getattr(lm, "model", None) or decoder
+    base = getattr(lm, "model", None)
+    base = decoder if base is None else base
     lm.eval()
     return Backbone(lm=lm, base=base, decoder=decoder, tokenizer=tok, processor=proc, item_token_id=item_id)
 
@@ -152,10 +153,14 @@ def set_trainable(module: nn.Module, mode: str, lora: LoraConfig) -> None:
 
 
 def enable_checkpointing(module: nn.Module) -> None:
-    enable = getattr(module, "gradient_checkpointing_enable", None)
-    if enable is None:
+    new = getattr(module, "activation_checkpointing_enable", None)  # transformers >= 5.x
+    if new is not None:
+        new(activation_checkpointing_kwargs={"use_reentrant": False})
+        return
+    old = getattr(module, "gradient_checkpointing_enable", None)
+    if old is None:
         raise ValueError(f"{type(module).__name__} does not support gradient checkpointing")
-    enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    old(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def backbone_identity(cfg: BackboneConfig, layers: int | None, pretrained: str | None) -> dict[str, Any]:

@@ -102,11 +102,13 @@ def encode_all(bb: Backbone, cfg: ItemEncoderConfig, content: ItemContent, bf16:
         from tqdm import tqdm
 
         steps = tqdm(steps, desc="molar items", unit="batch")
+    was_training = bb.base.training
     bb.base.eval()
     with torch.inference_mode():
         for s in steps:
             ids = order[s:s + cfg.batch_size]
             out[ids] = encode(bb, item_inputs(bb, cfg, content, ids), bf16).cpu().numpy()
+    bb.base.train(was_training)
     return out
 
 

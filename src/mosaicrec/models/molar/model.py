@@ -67,17 +67,22 @@ class Molar(Recommender):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature)))
         self.item_lm: nn.Module | None = None
         self._item_bb: Backbone | None = None
+        # Per-dimension standardisation of the item states over all items, from the initial
+        # encoder: LM states share a large common direction (anisotropy) that would make all
+        # items look alike to the adapter. Frozen mode also keeps the whole table.
+        self.register_buffer("item_mean", torch.zeros(H))  # [H]
+        self.register_buffer("item_std", torch.ones(H))  # [H]
+        self.register_buffer("item_stats_ready", torch.zeros((), dtype=torch.bool))
         if cfg.item_encoder.mode == "frozen":
             self.register_buffer("item_table", torch.zeros(ctx.n_items + 1, H))  # [N+1, H]
-            self.register_buffer("item_table_ready", torch.zeros((), dtype=torch.bool))
-            # saved weights always carry the item table (computed on first use otherwise)
-            self.register_state_dict_pre_hook(lambda module, *args, **kwargs: module._ensure_table())
         else:
             bb = self._item_backbone()
             self.item_lm = bb.base
             set_trainable(self.item_lm, cfg.item_encoder.mode, cfg.lora)
             if cfg.grad_checkpointing:
                 enable_checkpointing(self.item_lm)
+        # saved weights always carry the statistics (and table), computed on first use otherwise
+        self.register_state_dict_pre_hook(lambda module, *args, **kwargs: module._ensure_table())
         self._eval_items: torch.Tensor | None = None
         self._teacher: list[Recommender] = []  # kept out of the state dict
         self.align_proj: nn.Linear | None = None
@@ -122,38 +127,47 @@ class Molar(Recommender):
         return self._item_bb
 
     # ---- items -------------------------------------------------------------------------------
-    def _ensure_table(self) -> None:
-        if self.cfg.item_encoder.mode != "frozen" or bool(self.item_table_ready):
-            return
-        ic, bb = self.cfg.item_encoder, None
-        key = None
+    def ensure_item_table(self) -> str | None:
+        """Compute (or load from the disk cache) the initial item table; the cache file or None."""
+        self._ensure_table()
+        return self._cache_file
+
+    _cache_file: str | None = None
+
+    def _initial_table(self) -> np.ndarray:
+        """[N+1, H] states of every item from the (initial) item encoder, via the disk cache."""
+        ic, arr, key = self.cfg.item_encoder, None, None
         if ic.cache and self.cfg.backbone.random_init is None:
             from mosaicrec.models.molar.backbone import backbone_identity
 
             key = I.cache_key(backbone_identity(self.cfg.backbone, ic.layers, ic.pretrained), ic, self.content,
                               self.cfg.bf16)
-            arr = I.load_cached(key, self.ctx.n_items, int(self.item_table.shape[1]))
-        else:
-            arr = None
+            arr = I.load_cached(key, self.ctx.n_items, int(self.item_mean.shape[0]))
+            self._cache_file = str(I.cache_dir() / f"{key}.npy")
         if arr is None:
-            bb = self._item_backbone()
-            arr = I.encode_all(bb, ic, self.content, self.cfg.bf16, progress=ic.cache)
+            arr = I.encode_all(self._item_backbone(), ic, self.content, self.cfg.bf16, progress=ic.cache)
             if key is not None:
                 I.save_cached(key, arr)
-        self._item_bb = None  # the frozen item LM is not needed any more
-        # Standardise every dimension over the items: LM states share a large common direction
-        # (anisotropy) that would make all items look alike to the adapter.
-        real = arr[1:]  # [N, H]
-        arr = np.concatenate([arr[:1], (real - real.mean(0)) / (real.std(0) + 1e-6)]).astype(np.float32)
+        return arr
+
+    def _ensure_table(self) -> None:
+        if bool(self.item_stats_ready):
+            return
+        arr = self._initial_table()
+        real = torch.from_numpy(arr[1:])  # [N, H]
         with torch.no_grad():
-            self.item_table.copy_(torch.from_numpy(arr))
-            self.item_table_ready.fill_(True)
+            self.item_mean.copy_(real.mean(0))
+            self.item_std.copy_(real.std(0) + 1e-6)
+            if self.cfg.item_encoder.mode == "frozen":
+                self.item_table.copy_(torch.from_numpy(arr))
+                self._item_bb = None  # the frozen item LM is not needed any more
+            self.item_stats_ready.fill_(True)
 
     def _raw_items(self, ids: torch.Tensor) -> torch.Tensor:
-        """[..., H] content embeddings of item ids (any shape); padding rows are zeros."""
+        """[..., H] standardised content embeddings of item ids (any shape)."""
+        self._ensure_table()
         if self.cfg.item_encoder.mode == "frozen":
-            self._ensure_table()
-            return self.item_table[ids]
+            return (self.item_table[ids] - self.item_mean) / self.item_std
         uniq, inv = torch.unique(ids, return_inverse=True)  # [M], ids.shape
         bb = self._item_backbone()
         real = uniq[uniq > 0]
@@ -161,22 +175,22 @@ class Molar(Recommender):
         if len(real):
             enc = I.item_inputs(bb, self.cfg.item_encoder, self.content, real.tolist())
             h[uniq > 0] = I.encode(bb, enc, self.cfg.bf16)  # [M', H]
-        return h[inv]
+        return (h[inv] - self.item_mean) / self.item_std
 
     def _adapt(self, raw: torch.Tensor) -> torch.Tensor:
         return self.item_proj(self.item_norm(raw))  # [..., H]
 
     def item_vectors(self) -> torch.Tensor:
         if self.cfg.item_encoder.mode == "frozen":
-            self._ensure_table()
-            vecs = self._adapt(self.item_table)  # [N+1, H]
+            vecs = self._adapt(self._raw_items(torch.arange(self.ctx.n_items + 1, device=self.item_mean.device)))
         elif not self.training and self._eval_items is not None:
             vecs = self._eval_items
         else:
+            self._ensure_table()
             with torch.no_grad():
-                bb = self._item_backbone()
-                raw = torch.from_numpy(I.encode_all(bb, self.cfg.item_encoder, self.content, self.cfg.bf16))
-                vecs = self._adapt(raw.to(self.user_token.device))  # [N+1, H]
+                raw = torch.from_numpy(I.encode_all(self._item_backbone(), self.cfg.item_encoder, self.content,
+                                                    self.cfg.bf16)).to(self.item_mean.device)  # [N+1, H]
+                vecs = self._adapt((raw - self.item_mean) / self.item_std)  # [N+1, H]
             if not self.training:
                 self._eval_items = vecs
         return F.normalize(vecs, dim=-1) if self.cfg.loss == "sampled_softmax" else vecs
