@@ -7,6 +7,7 @@ cache) job keeps that cost out of the first epoch's time. Prints the cache file 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 HELP = "compute and cache the frozen item embeddings of a Molar experiment (item_encoder.mode: frozen)"
 
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_experiment(args.experiment, [*args.overrides, "model.align.alpha=0"])
     if cfg.model["name"] != "molar":
         raise ValueError(f"{args.experiment}: model.name is {cfg.model['name']!r}, not 'molar'")
-    model = build_model(cfg, PreparedData.load(resolve_data(cfg.data, args.work_dir)), args.work_dir)
+    model: Any = build_model(cfg, PreparedData.load(resolve_data(cfg.data, args.work_dir)), args.work_dir)
     t0 = time.perf_counter()
     path = model.ensure_item_table()
     print(f"item embeddings [{model.ctx.n_items + 1}, {model.item_mean.shape[0]}]: {path} "

@@ -33,7 +33,8 @@ class Backbone:
 
     @property
     def hidden(self) -> int:
-        return int(self.decoder.config.hidden_size)
+        config: Any = self.decoder.config
+        return int(config.hidden_size)
 
     @property
     def is_vlm(self) -> bool:
@@ -70,7 +71,13 @@ def _is_vlm(config: Any) -> bool:
 
 
 def _load_pretrained(path: str, revision: str | None) -> tuple[Any, Any, Any]:
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForImageTextToText,
+        AutoProcessor,
+        AutoTokenizer,
+    )
 
     kw: dict[str, Any] = {"revision": revision} if revision else {}
     config = AutoConfig.from_pretrained(path, **kw)
@@ -116,10 +123,11 @@ def truncate_layers(decoder: nn.Module, n: int | None) -> None:
     if n is None or n >= len(layers):
         return
     decoder.layers = nn.ModuleList(list(layers)[:n])
-    decoder.config.num_hidden_layers = n
-    types = getattr(decoder.config, "layer_types", None)
+    config: Any = decoder.config
+    config.num_hidden_layers = n
+    types = getattr(config, "layer_types", None)
     if isinstance(types, list):
-        decoder.config.layer_types = types[:n]
+        config.layer_types = types[:n]
 
 
 def load_backbone(cfg: BackboneConfig, layers: int | None = None, pretrained: str | None = None) -> Backbone:

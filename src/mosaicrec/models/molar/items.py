@@ -113,7 +113,7 @@ def encode_all(bb: Backbone, cfg: ItemEncoderConfig, content: ItemContent, bf16:
 
 
 def cache_key(bb_identity: dict[str, Any], cfg: ItemEncoderConfig, content: ItemContent, bf16: bool) -> str:
-    images = []
+    images: list[str | None] = []
     for p in content.images:
         if p and Path(p).is_file():
             images.append(hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16])

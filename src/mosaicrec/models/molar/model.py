@@ -41,6 +41,11 @@ class Molar(Recommender):
     causal: ClassVar[bool] = True
     #: build_context puts ItemContent (texts, image paths) in ctx.extra["item_content"].
     needs_item_content: ClassVar[bool] = True
+    # buffers
+    item_mean: torch.Tensor  # [H]
+    item_std: torch.Tensor  # [H]
+    item_stats_ready: torch.Tensor  # [] bool
+    item_table: torch.Tensor  # [N+1, H] (frozen item encoder)
 
     def __init__(self, cfg: MolarConfig, ctx: ModelContext) -> None:
         super().__init__(cfg, ctx)

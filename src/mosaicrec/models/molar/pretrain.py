@@ -202,7 +202,8 @@ def run_pretrain(cfg: PretrainConfig, work_dir: Path, progress: bool = True) -> 
         if step % cfg.save_every == 0 or step == cfg.steps:
             save_state()
     lm.eval()
-    final = lm.merge_and_unload() if cfg.mode == "lora" else lm  # type: ignore[operator]
+    peft_or_lm: Any = lm
+    final = peft_or_lm.merge_and_unload() if cfg.mode == "lora" else peft_or_lm
     model_dir = out / "model"
     tmp = out / ".model.tmp"
     final.save_pretrained(tmp)
