@@ -95,6 +95,7 @@ class Molar(Recommender):
             teacher = A.load_teacher(cfg.align, ctx)
             self._teacher.append(teacher)
             self.align_proj = nn.Linear(H, int(teacher.item_vectors().shape[1]))
+        self.train()  # transformers loads its models in eval mode; a new module starts in train mode
 
     # ---- construction helpers ---------------------------------------------------------------
     @classmethod
