@@ -208,3 +208,17 @@ def test_cap_windows_keeps_each_users_most_recent_windows():
     assert A.cap_windows(w, 1).items.squeeze(1).tolist() == [0, 3, 4]
     assert A.cap_windows(w, 2).items.squeeze(1).tolist() == [0, 1, 3, 4, 5]
     assert A.cap_windows(w, None) is w
+
+
+def test_param_groups_give_new_layers_their_own_learning_rate():
+    from mosaicrec.config import TrainConfig
+    from mosaicrec.training.module import RecModule
+
+    model = make(head_lr=5e-3)
+    opt = RecModule(model, TrainConfig(lr=1e-4), None).configure_optimizers()
+    back, head = opt.param_groups
+    assert back["lr"] == 1e-4 and head["lr"] == 5e-3
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(names[id(p)].startswith("user_lm.") for p in back["params"])
+    assert {"user_token", "in_proj.weight", "item_proj.weight", "logit_scale"} <= {names[id(p)] for p in head["params"]}
+    assert len(back["params"]) + len(head["params"]) == sum(p.requires_grad for p in model.parameters())

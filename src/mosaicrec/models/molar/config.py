@@ -77,6 +77,9 @@ class MolarConfig(StrictModel):
                                        "learnable temperature, shared negatives (official code)")
     n_negatives: int = Field(256, ge=1, description="shared uniform negatives per batch (sampled_softmax)")
     temperature: float = Field(0.07, gt=0.0, description="initial temperature of sampled_softmax (learned)")
+    head_lr: float | None = Field(
+        1e-3, gt=0, description="learning rate of the new layers (adapters, projections, [USER], temperature); "
+                                "None = train.lr (the backbone always uses train.lr)")
     bf16: bool = Field(True, description="bf16 autocast for the backbone (CPU with avx512_bf16, or GPU)")
     grad_checkpointing: bool = Field(False, description="recompute backbone activations in backward")
     windows_per_user: int | None = Field(

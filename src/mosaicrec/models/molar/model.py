@@ -126,6 +126,15 @@ class Molar(Recommender):
         """History cap: each user's most recent ``windows_per_user`` windows."""
         return A.cap_windows(windows, self.cfg.windows_per_user)
 
+    def param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """Backbone weights at ``lr``; the newly initialised layers at ``head_lr``."""
+        back: list[nn.Parameter] = []
+        head: list[nn.Parameter] = []
+        for name, p in self.named_parameters():
+            if p.requires_grad:
+                (back if name.startswith(("user_lm.", "item_lm.")) else head).append(p)
+        return [{"params": back, "lr": lr}, {"params": head, "lr": self.cfg.head_lr or lr}]
+
     def _item_backbone(self) -> Backbone:
         if self._item_bb is None:
             ic = self.cfg.item_encoder
