@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         if info.name.startswith("_"):
             continue
         mod = importlib.import_module(f"mosaicrec.commands.{info.name}")
-        p = sub.add_parser(info.name, help=mod.HELP, description=mod.HELP)
+        p = sub.add_parser(info.name.replace("_", "-"), help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser

@@ -16,7 +16,8 @@ def make(name: str, seed: int = 0, **overrides):
     cls = MODELS.get(name)
     torch.manual_seed(seed)
     ctx = toy_context(cls)
-    return cls(cls.Config(**overrides), ctx), ctx
+    make_cfg = getattr(cls, "example_config", None)  # models needing more than defaults (e.g. a backbone)
+    return cls(make_cfg(**overrides) if make_cfg else cls.Config(**overrides), ctx), ctx
 
 
 def test_registry_has_the_baselines():

@@ -120,12 +120,42 @@ def check(result: dict[str, Any], expected: dict[str, Any]) -> list[str]:
     return failures
 
 
+def dependency_run(name: str, overrides: list[str], seed: int, data_cfg: Any, args: argparse.Namespace) -> Path:
+    """Run directory of benchmark ``name`` at ``seed``: reused when finished with the same config,
+    else trained now. Models that read another run (Molar's ID model) get it through this."""
+    from mosaicrec.config import ConfigError, load_experiment
+    from mosaicrec.training.engine import train_experiment
+    from mosaicrec.training.run import load_config
+    from mosaicrec.utils import hash_obj
+
+    path = bench_path(name, bench_dir(args.bench_dir))
+    cfg = load_experiment(path, overrides)
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
+    if cfg.data.model_dump() != data_cfg.model_dump():
+        raise ConfigError(f"{path}: its data section differs from the benchmark that needs it (same split required)")
+    tag = name if not overrides else f"{name}@{hash_obj(sorted(overrides))[:8]}"
+    run_dir = Path(args.run_root) / tag / f"seed-{seed}"
+    if (run_dir / "model.safetensors").exists() and (run_dir / "metrics.json").exists():
+        if load_config(run_dir).model_dump() != cfg.model_dump():
+            raise ConfigError(f"{run_dir}: finished run of {name} has a different config; remove it to retrain")
+        print(f"[bench] reusing {run_dir}", flush=True)
+        return run_dir
+    print(f"[bench] training dependency {name} {' '.join(overrides)} (seed {seed}) -> {run_dir}", flush=True)
+    train_experiment(cfg, run_dir, Path(args.work_dir), progress=args.progress,
+                     resume=(run_dir / "checkpoints" / "last.ckpt").exists())
+    return run_dir
+
+
 def run_seeds(cfg: Any, args: argparse.Namespace, name: str) -> list[dict[str, Any]]:
+    from mosaicrec.registry import MODELS
     from mosaicrec.training.engine import train_experiment
 
     per_seed = []
+    hook = getattr(MODELS.get(cfg.model["name"]), "prepare_bench", None)
     for seed in args.seeds or cfg.seeds:
         cfg_s = cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})})
+        if callable(hook):  # e.g. Molar: train or reuse the ID model it aligns with
+            cfg_s = hook(cfg_s, lambda dep, ov, s=seed: dependency_run(dep, ov, s, cfg.data, args))
         run_dir = Path(args.run_root) / name / f"seed-{seed}"
         print(f"[bench {name}] seed {seed} -> {run_dir}", flush=True)
         res = train_experiment(cfg_s, run_dir, Path(args.work_dir), progress=args.progress,

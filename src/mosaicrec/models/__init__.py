@@ -10,6 +10,7 @@ from mosaicrec.models import (  # noqa: F401  (registration)
     lightgcn,
     lirdrec,
     llm_emf,
+    molar,
     sasrec,
     vbpr,
 )

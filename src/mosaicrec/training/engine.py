@@ -95,7 +95,12 @@ def train_experiment(cfg: ExperimentConfig, run_dir: Path, work_dir: Path, resum
     model = build_model(cfg, data, work_dir)
     # CF models (kind "cf") provide their own dataset: one row per training interaction.
     make_ds = getattr(model, "train_dataset", None)
-    ds = make_ds() if callable(make_ds) else WindowDataset(build_windows(data, cfg.train.max_len))
+    select = getattr(model, "select_windows", None)  # optional history cap of the model
+    if callable(make_ds):
+        ds = make_ds()
+    else:
+        windows = build_windows(data, cfg.train.max_len)
+        ds = WindowDataset(select(windows) if callable(select) else windows)
     if len(ds) == 0:
         raise ValueError(f"{data.root}: no training targets (no user has two train/context rows)")
     valid = Evaluator(data, cfg.eval.model_copy(update={"mode": "full"}), "valid", cfg.train.max_len,

@@ -43,7 +43,9 @@ class RecModule(L.LightningModule):
         return batch.to(device)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.model.parameters(), lr=self.tcfg.lr, weight_decay=self.tcfg.weight_decay)
+        groups = getattr(self.model, "param_groups", None)  # optional per-group learning rates
+        params = groups(self.tcfg.lr) if callable(groups) else self.model.parameters()
+        return torch.optim.AdamW(params, lr=self.tcfg.lr, weight_decay=self.tcfg.weight_decay)
 
     # ---- validation ------------------------------------------------------------------------
     def _should_validate(self) -> bool:

@@ -49,10 +49,25 @@ def build_context(data: PreparedData, cfg: ExperimentConfig, work_dir: str | Pat
 
         wd = Path(work_dir) if work_dir is not None else Path("work")
         ctx.features, ctx.feature_masks = resolve_features(cfg.features, data, wd)
+    ctx.extra["data_hash"] = data.meta.get("content_hash")
+    if getattr(cls, "needs_item_content", False):
+        ctx.extra["item_content"] = item_content(data)
     if getattr(cls, "kind", "sequential") == "cf" or getattr(cls, "needs_train_pairs", False):
         rows = data.split == TRAIN  # [nnz]
         ctx.train_pairs = np.stack([data.user_of_rows()[rows], data.item[rows]], axis=1)  # [T, 2]
     return ctx
+
+
+def item_content(data: PreparedData) -> Any:
+    """Item text (``text``, else ``title``) and image paths by item id, for models reading raw content."""
+    from mosaicrec.models.molar.items import ItemContent
+
+    items = data.items
+    texts = [str(t or "") or str(ti or "") for t, ti in zip(items["text"].to_list(), items["title"].to_list(), strict=True)]
+    images: list[str | None] = []
+    if "image" in items.columns and items["image"].drop_nulls().len() > 0:
+        images = [None] + [str(data.root / p) if p and not Path(p).is_absolute() else p for p in items["image"].to_list()]
+    return ItemContent(texts=["", *texts], images=images)
 
 
 def build_model(cfg: ExperimentConfig, data: PreparedData, work_dir: str | Path | None = None) -> Recommender:
