@@ -57,6 +57,15 @@ class SASRec(SequentialIDModel):
         x = self.item_emb(items) * math.sqrt(self.cfg.hidden) + self.pos_emb(pos)  # [B, L, D]
         return self.encoder(self.emb_drop(x), items != 0)  # [B, L, D]
 
+    def serve_repr(self, batch: SeqBatch) -> torch.Tensor:
+        """[B, D] equal to ``user_repr(batch)`` in eval mode, for serving: the final block computes
+        only the last position (the same embedding as :meth:`sequence_states`)."""
+        items = batch.items[:, -self.ctx.max_len:]  # [B, L]
+        L = items.shape[1]
+        pos = torch.arange(self.ctx.max_len - L, self.ctx.max_len, device=items.device)  # [L]
+        x = self.item_emb(items) * math.sqrt(self.cfg.hidden) + self.pos_emb(pos)  # [B, L, D]
+        return self.encoder.forward_last(x, items != 0)  # [B, D]
+
     def loss(self, batch: SeqBatch) -> torch.Tensor:
         if self.cfg.loss == "sampled_ce":
             return self.next_item_loss(batch, "sampled_ce", n_negatives=self.cfg.n_negatives)

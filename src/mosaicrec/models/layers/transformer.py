@@ -63,6 +63,26 @@ class Block(nn.Module):
         x = x + self.drop(self.attn(self.ln1(x), mask))  # [B, L, D]
         return x + self.drop(self.ffn(self.ln2(x)))  # [B, L, D]
 
+    def forward_last(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        """[B, 1, D] = ``forward(x, mask)[:, -1:]`` in eval mode, computing only the last query.
+
+        Keys and values still come from every position; the query projection, attention output and
+        FFN run for the last position alone. The last query may attend to every real key (causal or
+        not) and to itself, exactly its row of :func:`attention_mask`.
+        """
+        B, L, D = x.shape
+        H = self.attn.heads
+        h = self.ln1(x)  # [B, L, D]
+        w, b = self.attn.qkv.weight, self.attn.qkv.bias  # [3D, D], [3D]: q, k, v stacked
+        q = F.linear(h[:, -1:], w[:D], b[:D]).view(B, 1, H, D // H).transpose(1, 2)  # [B, H, 1, Dh]
+        k, v = F.linear(h, w[D:], b[D:]).view(B, L, 2, H, D // H).unbind(2)  # 2 x [B, L, H, Dh]
+        mask = pad_mask.clone()  # [B, L]
+        mask[:, -1] = True
+        y = F.scaled_dot_product_attention(q, k.transpose(1, 2), v.transpose(1, 2),
+                                           attn_mask=mask[:, None, None, :])  # [B, H, 1, Dh]
+        last = x[:, -1:] + self.attn.out(y.transpose(1, 2).reshape(B, 1, D))  # [B, 1, D]
+        return last + self.ffn(self.ln2(last))  # [B, 1, D]
+
 
 class Encoder(nn.Module):
     """A stack of blocks with a final layer norm; padding rows are zeroed after each block."""
@@ -81,3 +101,16 @@ class Encoder(nn.Module):
         for block in self.blocks:
             x = block(x, mask) * keep  # [B, L, D]
         return self.ln(x)  # [B, L, D]
+
+    def forward_last(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
+        """[B, D] = ``forward(x, pad_mask)[:, -1]`` in eval mode (serving): the final block computes
+        only the last position (:meth:`Block.forward_last`)."""
+        if self.training:
+            raise RuntimeError("forward_last is for inference (eval mode: no dropout)")
+        mask = attention_mask(pad_mask, self.causal)  # [B, 1, L, L]
+        keep = pad_mask.unsqueeze(-1).to(x.dtype)  # [B, L, 1]
+        x = x * keep
+        for block in self.blocks[:-1]:
+            x = block(x, mask) * keep  # [B, L, D]
+        x = self.blocks[-1].forward_last(x, pad_mask) * keep[:, -1:]  # [B, 1, D]
+        return self.ln(x)[:, 0]  # [B, D]
