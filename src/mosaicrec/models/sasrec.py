@@ -58,13 +58,19 @@ class SASRec(SequentialIDModel):
         return self.encoder(self.emb_drop(x), items != 0)  # [B, L, D]
 
     def serve_repr(self, batch: SeqBatch) -> torch.Tensor:
-        """[B, D] equal to ``user_repr(batch)`` in eval mode, for serving: the final block computes
-        only the last position (the same embedding as :meth:`sequence_states`)."""
-        items = batch.items[:, -self.ctx.max_len:]  # [B, L]
+        """[B, D] equal to ``user_repr(batch)`` in eval mode, computed faster for serving: each
+        left-padded row is moved to the left (same items, same positions counted from the right)
+        so plain causal attention needs no padding mask, and the final block computes only the
+        last position (:meth:`Encoder.forward_last_right`)."""
+        items = batch.items[:, -self.ctx.max_len:]  # [B, L], left-padded
         L = items.shape[1]
-        pos = torch.arange(self.ctx.max_len - L, self.ctx.max_len, device=items.device)  # [L]
-        x = self.item_emb(items) * math.sqrt(self.cfg.hidden) + self.pos_emb(pos)  # [B, L, D]
-        return self.encoder.forward_last(x, items != 0)  # [B, D]
+        n = (items != 0).sum(1)  # [B] history lengths
+        col = torch.arange(L, device=items.device)  # [L]
+        src = (col[None, :] + (L - n)[:, None]).clamp(max=L - 1)  # [B, L] left-padded column of each slot
+        right = torch.where(col[None, :] < n[:, None], items.gather(1, src), 0)  # [B, L], right-padded
+        pos = (col[None, :] + (self.ctx.max_len - n)[:, None]).clamp(max=self.ctx.max_len - 1)  # [B, L]
+        x = self.item_emb(right) * math.sqrt(self.cfg.hidden) + self.pos_emb(pos)  # [B, L, D]
+        return self.encoder.forward_last_right(x, n)  # [B, D]
 
     def loss(self, batch: SeqBatch) -> torch.Tensor:
         if self.cfg.loss == "sampled_ce":

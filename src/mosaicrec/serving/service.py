@@ -40,6 +40,11 @@ class ServeConfig(StrictModel):
         "auto", description="pad batches to max_len (as the evaluator), to the longest history in the batch, "
                             "or auto: longest when a start-up check shows the model's output does not change")
     index: IndexConfig = Field(default_factory=IndexConfig)
+    fast_path: bool = Field(True, description="answer POST /recommend in a lean ASGI handler (same checks and "
+                                              "answers) instead of FastAPI's routing; False = the FastAPI route")
+    gc_freeze: bool = Field(True, description="at start-up, move every object loaded so far (model, tables, "
+                                              "libraries) out of the garbage collector's reach (gc.freeze), "
+                                              "so that full collections under load stay short")
 
 
 class RequestError(ValueError):

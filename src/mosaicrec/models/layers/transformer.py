@@ -63,25 +63,31 @@ class Block(nn.Module):
         x = x + self.drop(self.attn(self.ln1(x), mask))  # [B, L, D]
         return x + self.drop(self.ffn(self.ln2(x)))  # [B, L, D]
 
-    def forward_last(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
-        """[B, 1, D] = ``forward(x, mask)[:, -1:]`` in eval mode, computing only the last query.
+    # ------------------------------------------------------------ inference-only fast paths (serving)
+    def forward_causal(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` with a plain causal mask (eval mode), for RIGHT-padded rows: every real
+        query sees exactly the real keys up to it, and the fused kernel skips the masked half."""
+        B, L, D = x.shape
+        q, k, v = self.attn.qkv(self.ln1(x)).view(B, L, 3, self.attn.heads, D // self.attn.heads).unbind(2)
+        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                           is_causal=True)  # [B, H, L, Dh]
+        x = x + self.attn.out(y.transpose(1, 2).reshape(B, L, D))  # [B, L, D]
+        return x + self.ffn(self.ln2(x))  # [B, L, D]
 
-        Keys and values still come from every position; the query projection, attention output and
-        FFN run for the last position alone. The last query may attend to every real key (causal or
-        not) and to itself, exactly its row of :func:`attention_mask`.
-        """
+    def forward_one(self, x: torch.Tensor, keys: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+        """[B, D]: ``forward``'s output at column ``at[b]`` of each row (eval mode), computing only
+        that query; ``keys`` [B, L] bool = the keys it may attend to (its row of the attention mask)."""
         B, L, D = x.shape
         H = self.attn.heads
+        rows = torch.arange(B, device=x.device)  # [B]
         h = self.ln1(x)  # [B, L, D]
         w, b = self.attn.qkv.weight, self.attn.qkv.bias  # [3D, D], [3D]: q, k, v stacked
-        q = F.linear(h[:, -1:], w[:D], b[:D]).view(B, 1, H, D // H).transpose(1, 2)  # [B, H, 1, Dh]
+        q = F.linear(h[rows, at], w[:D], b[:D]).view(B, H, 1, D // H)  # [B, H, 1, Dh]
         k, v = F.linear(h, w[D:], b[D:]).view(B, L, 2, H, D // H).unbind(2)  # 2 x [B, L, H, Dh]
-        mask = pad_mask.clone()  # [B, L]
-        mask[:, -1] = True
         y = F.scaled_dot_product_attention(q, k.transpose(1, 2), v.transpose(1, 2),
-                                           attn_mask=mask[:, None, None, :])  # [B, H, 1, Dh]
-        last = x[:, -1:] + self.attn.out(y.transpose(1, 2).reshape(B, 1, D))  # [B, 1, D]
-        return last + self.ffn(self.ln2(last))  # [B, 1, D]
+                                           attn_mask=keys[:, None, None, :])  # [B, H, 1, Dh]
+        one = x[rows, at] + self.attn.out(y.reshape(B, D))  # [B, D]
+        return one + self.ffn(self.ln2(one))  # [B, D]
 
 
 class Encoder(nn.Module):
@@ -102,15 +108,19 @@ class Encoder(nn.Module):
             x = block(x, mask) * keep  # [B, L, D]
         return self.ln(x)  # [B, L, D]
 
-    def forward_last(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
-        """[B, D] = ``forward(x, pad_mask)[:, -1]`` in eval mode (serving): the final block computes
-        only the last position (:meth:`Block.forward_last`)."""
-        if self.training:
-            raise RuntimeError("forward_last is for inference (eval mode: no dropout)")
-        mask = attention_mask(pad_mask, self.causal)  # [B, 1, L, L]
-        keep = pad_mask.unsqueeze(-1).to(x.dtype)  # [B, L, 1]
-        x = x * keep
+    def forward_last_right(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """[B, D]: the final state at each row's last real position, for a causal encoder whose
+        rows are RIGHT-padded (row b holds its ``lengths[b]`` items in columns 0..n-1), in eval mode.
+
+        Equal to ``forward`` on the same rows left-padded, at the last column: a real query sees
+        the real keys before it either way. Faster for serving: the blocks need no padding mask
+        (plain causal attention, whose fused kernel skips the masked half) and the final block
+        computes only the last query (:meth:`Block.forward_one`).
+        """
+        if self.training or not self.causal:
+            raise RuntimeError("forward_last_right is for causal encoders in eval mode (serving)")
         for block in self.blocks[:-1]:
-            x = block(x, mask) * keep  # [B, L, D]
-        x = self.blocks[-1].forward_last(x, pad_mask) * keep[:, -1:]  # [B, 1, D]
-        return self.ln(x)[:, 0]  # [B, D]
+            x = block.forward_causal(x)  # [B, L, D]; columns >= length hold unused values
+        last = (lengths - 1).clamp(min=0)  # [B]
+        keys = torch.arange(x.shape[1], device=x.device)[None, :] <= last[:, None]  # [B, L]
+        return self.ln(self.blocks[-1].forward_one(x, keys, last))  # [B, D]
