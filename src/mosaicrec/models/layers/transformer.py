@@ -6,6 +6,8 @@ row without any key (a padding query may always attend to itself), so no NaN app
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -119,8 +121,9 @@ class Encoder(nn.Module):
         """
         if self.training or not self.causal:
             raise RuntimeError("forward_last_right is for causal encoders in eval mode (serving)")
-        for block in self.blocks[:-1]:
+        blocks = cast(list[Block], list(self.blocks))
+        for block in blocks[:-1]:
             x = block.forward_causal(x)  # [B, L, D]; columns >= length hold unused values
         last = (lengths - 1).clamp(min=0)  # [B]
         keys = torch.arange(x.shape[1], device=x.device)[None, :] <= last[:, None]  # [B, L]
-        return self.ln(self.blocks[-1].forward_one(x, keys, last))  # [B, D]
+        return self.ln(blocks[-1].forward_one(x, keys, last))  # [B, D]
