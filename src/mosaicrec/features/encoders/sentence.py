@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mosaicrec.features.encoders.base import Encoder, l2_normalize, token_batches
+from mosaicrec.features.encoders.base import Encoder, bf16_linear_weights, l2_normalize, token_batches
 from mosaicrec.registry import ENCODERS
 
 
@@ -24,6 +24,8 @@ class SentenceEncoder(Encoder):
         if self.cfg.max_length:
             model.max_seq_length = self.cfg.max_length
         model.eval()
+        if self.cfg.precision == "bfloat16":
+            bf16_linear_weights(model)
         return model
 
     @property
