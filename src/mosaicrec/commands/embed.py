@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=int, default=None, help="token limit for texts")
     p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
                    help="bfloat16: forward pass under torch.autocast (faster on CPUs with AVX512-BF16/AMX)")
-    p.add_argument("--max-batch-tokens", type=int, default=2048,
+    p.add_argument("--max-batch-tokens", type=int, default=1024,
                    help="text batches: at most this many padded tokens (texts are length-sorted); 0 = no limit")
     p.add_argument("--joiner", default=". ", help="glue between the parts of a '+' field")
     p.add_argument("--template", default=None, help="format string over the parts, e.g. '{title} | {text}'")
