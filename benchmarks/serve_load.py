@@ -1,6 +1,7 @@
 """Load test of `mosaicrec serve`: requests/s and p50/p99 latency at 1, 8 and 32 concurrent clients.
 
-A bounded async client (aiohttp by default, httpx with ``--client httpx``) on loopback sends a fixed number of /recommend requests (real
+A bounded async client (raw asyncio keep-alive HTTP/1.1 by default; aiohttp or httpx with
+``--client``) on loopback sends a fixed number of /recommend requests (real
 user histories of the run's dataset, most recent ``--history`` items, target domain = the
 user's last one, k=10) at each concurrency level, with a time limit per level; then the same
 at 32 clients against a second server started with ``--no-batching`` (one forward pass per
@@ -125,7 +126,62 @@ async def _post_aiohttp(url: str, concurrency: int) -> Any:
     return session, post, (aiohttp.ClientError, asyncio.TimeoutError)
 
 
-CLIENTS = {"aiohttp": _post_aiohttp, "httpx": _post_httpx}
+class _RawConnections:
+    """Keep-alive HTTP/1.1 connections on raw asyncio streams, one per concurrent worker.
+
+    The leanest client: a request is one prepared byte string written to the socket and the
+    answer is read by its Content-Length (uvicorn always sends one for these JSON answers). The
+    client shares the machine's 2 cores with the server, so its CPU per request matters; see
+    docs/serving.md for the measured cost of each client.
+    """
+
+    def __init__(self, url: str) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.head = (f"POST /recommend HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n"
+                     "content-type: application/json\r\ncontent-length: ").encode()
+
+    async def post(self, body: bytes, timeout: float) -> tuple[int, str]:
+        conn = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
+        try:
+            status, text, keep = await asyncio.wait_for(self._exchange(*conn, body), timeout)
+        except BaseException:
+            conn[1].close()
+            raise
+        if keep:
+            self.idle.append(conn)
+        else:
+            conn[1].close()
+        return status, text
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                        body: bytes) -> tuple[int, str, bool]:
+        writer.write(self.head + str(len(body)).encode() + b"\r\n\r\n" + body)
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        headers = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
+        headers = {k.strip().lower(): v.strip() for k, v in headers.items()}
+        if "content-length" not in headers:
+            raise ConnectionError(f"answer without content-length: {lines[0]!r}")
+        data = await reader.readexactly(int(headers["content-length"]))
+        return status, data.decode(), headers.get("connection", "").lower() != "close"
+
+    async def aclose(self) -> None:
+        for _, w in self.idle:
+            w.close()
+
+
+async def _post_raw(url: str, concurrency: int) -> Any:
+    conns = _RawConnections(url)
+    return conns, conns.post, (OSError, ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError,
+                               asyncio.LimitOverrunError, ValueError)
+
+
+CLIENTS = {"raw": _post_raw, "aiohttp": _post_aiohttp, "httpx": _post_httpx}
 
 
 async def load(url: str, bodies: list[dict[str, Any]], concurrency: int, n_requests: int,
@@ -161,7 +217,7 @@ async def load(url: str, bodies: list[dict[str, Any]], concurrency: int, n_reque
     try:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     finally:
-        await client.aclose() if client_kind == "httpx" else await client.close()
+        await client.close() if client_kind == "aiohttp" else await client.aclose()
     return {"latencies": latencies, "status": status, "failures": failures, "issued": issued,
             "seconds": time.perf_counter() - t_start, "concurrency": concurrency}
 
@@ -277,8 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads of the server")
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--max-wait-ms", type=float, default=2.0)
-    p.add_argument("--client", choices=sorted(CLIENTS), default="aiohttp",
-                   help="HTTP client library (httpx costs ~15x more client CPU per request here; see docs)")
+    p.add_argument("--client", choices=sorted(CLIENTS), default="raw",
+                   help="HTTP client: raw asyncio keep-alive HTTP/1.1 (leanest), aiohttp or httpx "
+                        "(client CPU per request is reported; see docs/serving.md)")
     args = p.parse_args(argv)
 
     if not (args.run_dir / "model.safetensors").exists():

@@ -28,6 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-normalize", action="store_true", help="keep raw (not L2-normalised) vectors")
     p.add_argument("--max-length", type=int, default=None, help="token limit for texts")
+    p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
+                   help="bfloat16: forward pass under torch.autocast (faster on CPUs with AVX512-BF16/AMX)")
+    p.add_argument("--max-batch-tokens", type=int, default=1024,
+                   help="text batches: at most this many padded tokens (texts are length-sorted); 0 = no limit")
     p.add_argument("--joiner", default=". ", help="glue between the parts of a '+' field")
     p.add_argument("--template", default=None, help="format string over the parts, e.g. '{title} | {text}'")
     p.add_argument("--image-base", default=None, help="folder of relative image paths (default: prepared dir)")
@@ -44,7 +48,8 @@ def build_config(args: argparse.Namespace, field: str) -> EmbedConfig:
 
     enc = EncoderConfig(model=args.model, revision=args.revision, device=args.device,
                         batch_size=args.batch_size, normalize=not args.no_normalize,
-                        max_length=args.max_length)
+                        max_length=args.max_length, precision=args.precision,
+                        max_batch_tokens=args.max_batch_tokens or None)
     return EmbedConfig(encoder=args.encoder, field=field, name=args.name, joiner=args.joiner,
                        template=args.template, dtype=args.dtype, chunk_size=args.chunk_size,
                        encoder_config=enc, image_base=args.image_base, image_cache=args.image_cache,

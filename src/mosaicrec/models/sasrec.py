@@ -63,6 +63,21 @@ class SASRec(SequentialIDModel):
     def user_repr(self, batch: SeqBatch) -> torch.Tensor:
         return self.sequence_states(batch, last_only=True)[:, -1]  # [B, D] (last block: last position only)
 
+    def serve_repr(self, batch: SeqBatch) -> torch.Tensor:
+        """[B, D] equal to ``user_repr(batch)`` in eval mode, computed faster for serving: each
+        left-padded row is moved to the left (same items, same positions counted from the right)
+        so plain causal attention needs no padding mask, and the final block computes only the
+        last position (:meth:`Encoder.forward_last_right`)."""
+        items = batch.items[:, -self.ctx.max_len:]  # [B, L], left-padded
+        L = items.shape[1]
+        n = (items != 0).sum(1)  # [B] history lengths
+        col = torch.arange(L, device=items.device)  # [L]
+        src = (col[None, :] + (L - n)[:, None]).clamp(max=L - 1)  # [B, L] left-padded column of each slot
+        right = torch.where(col[None, :] < n[:, None], items.gather(1, src), 0)  # [B, L], right-padded
+        pos = (col[None, :] + (self.ctx.max_len - n)[:, None]).clamp(max=self.ctx.max_len - 1)  # [B, L]
+        x = self.item_emb(right) * math.sqrt(self.cfg.hidden) + self.pos_emb(pos)  # [B, L, D]
+        return self.encoder.forward_last_right(x, n)  # [B, D]
+
     def loss(self, batch: SeqBatch) -> torch.Tensor:
         if self.cfg.loss == "sampled_ce":
             return self.next_item_loss(batch, "sampled_ce", n_negatives=self.cfg.n_negatives)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
 
@@ -64,12 +66,69 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
     async def _reject(self, send: Any) -> None:
-        import json
-
         body = json.dumps({"detail": f"request body larger than {self.max_bytes} bytes"}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+class RecommendFastPath:
+    """ASGI: ``POST /recommend`` answered without FastAPI's routing and dependency machinery.
+
+    Same checks, same answers and the same error bodies as the FastAPI route (which stays for
+    the OpenAPI schema): API key (401), JSON and pydantic validation (422 in FastAPI's format),
+    :class:`RequestError` (its status), shutdown (503). At hundreds of requests per second the
+    framework's per-request Python work, not the model, limited the server (docs/serving.md);
+    every other path goes to the FastAPI app.
+    """
+
+    def __init__(self, app: Any, answer: Callable[[RecommendRequest], Awaitable[dict[str, Any]]],
+                 api_key: str | None) -> None:
+        self.app, self.answer, self.api_key = app, answer, api_key
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/recommend" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        status, payload = await self._handle(scope, receive)
+        body = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _handle(self, scope: dict[str, Any], receive: Any) -> tuple[int, Any]:
+        from pydantic import ValidationError
+
+        if self.api_key is not None:
+            key = next((v for k, v in scope["headers"] if k == b"x-api-key"), b"").decode("latin-1")
+            if not (key and secrets.compare_digest(key, self.api_key)):
+                return 401, {"detail": f"missing or wrong {API_KEY_HEADER} header"}
+        chunks, more = [], True
+        while more:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                return 400, {"detail": "client disconnected"}
+            chunks.append(msg.get("body", b""))
+            more = msg.get("more_body", False)
+        try:
+            data = json.loads(b"".join(chunks))
+        except ValueError as e:  # FastAPI's body for malformed JSON
+            return 422, {"detail": [{"type": "json_invalid", "loc": ["body", getattr(e, "pos", 0)],
+                                     "msg": "JSON decode error", "input": {}, "ctx": {"error": getattr(e, "msg", str(e))}}]}
+        if not isinstance(data, dict):  # FastAPI's body for a JSON value that is not an object
+            return 422, {"detail": [{"type": "model_attributes_type", "loc": ["body"], "input": data,
+                                     "msg": "Input should be a valid dictionary or object to extract fields from"}]}
+        try:
+            req = RecommendRequest.model_validate(data)
+        except ValidationError as e:
+            return 422, {"detail": [{**err, "loc": ["body", *err["loc"]]}
+                                    for err in json.loads(e.json(include_url=False))]}
+        try:
+            return 200, await self.answer(req)
+        except RequestError as e:
+            return e.status, {"detail": str(e), **e.extra}
+        except BatcherStopped as e:
+            return 503, {"detail": str(e)}
 
 
 def create_app(service: Service, api_key: str | None = None) -> Any:
@@ -88,12 +147,25 @@ def create_app(service: Service, api_key: str | None = None) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         await batcher.start()
+        if cfg.gc_freeze:  # a full collection would otherwise walk every long-lived object under load
+            gc.collect()
+            gc.freeze()
         yield
         await batcher.stop()
 
     app = FastAPI(title="mosaicrec", version=__version__, lifespan=lifespan,
                   description="Sequential recommendation service (see docs/serving.md).")
     app.state.service, app.state.batcher = service, batcher
+
+    async def answer(req: RecommendRequest) -> dict[str, Any]:
+        query = service.resolve(req)
+        ans = await batcher.submit(query)
+        return {"items": [service.present(i, s) for i, s in zip(ans.ids, ans.scores, strict=True)],
+                "domain": req.domain, "history_used": len(query.items), "truncated": query.truncated,
+                "warnings": query.warnings, "explain": ans.explain}
+
+    if cfg.fast_path:  # added first = inside the body cap
+        app.add_middleware(RecommendFastPath, answer=answer, api_key=api_key)
     app.add_middleware(BodySizeLimit, max_bytes=cfg.max_body_bytes)
 
     async def require_key(x_api_key: str | None = Header(None)) -> None:  # async: no thread hop
@@ -126,13 +198,8 @@ def create_app(service: Service, api_key: str | None = None) -> Any:
         return {**service.info(), "batch_stats": batcher.stats.as_dict()}
 
     @app.post("/recommend", response_model=RecommendResponse, dependencies=guarded)
-    async def recommend(req: RecommendRequest) -> JSONResponse:
-        query = service.resolve(req)
-        ans = await batcher.submit(query)
-        return JSONResponse({
-            "items": [service.present(i, s) for i, s in zip(ans.ids, ans.scores, strict=True)],
-            "domain": req.domain, "history_used": len(query.items), "truncated": query.truncated,
-            "warnings": query.warnings, "explain": ans.explain})
+    async def recommend(req: RecommendRequest) -> JSONResponse:  # served by RecommendFastPath unless disabled
+        return JSONResponse(await answer(req))
 
     @app.post("/items", response_model=AddItemsResponse, dependencies=guarded)
     async def add(req: AddItemsRequest) -> JSONResponse:

@@ -40,6 +40,11 @@ class ServeConfig(StrictModel):
         "auto", description="pad batches to max_len (as the evaluator), to the longest history in the batch, "
                             "or auto: longest when a start-up check shows the model's output does not change")
     index: IndexConfig = Field(default_factory=IndexConfig)
+    fast_path: bool = Field(True, description="answer POST /recommend in a lean ASGI handler (same checks and "
+                                              "answers) instead of FastAPI's routing; False = the FastAPI route")
+    gc_freeze: bool = Field(True, description="at start-up, move every object loaded so far (model, tables, "
+                                              "libraries) out of the garbage collector's reach (gc.freeze), "
+                                              "so that full collections under load stay short")
 
 
 class RequestError(ValueError):
@@ -100,6 +105,7 @@ class Service:
         self.index = ItemIndex(vectors, data.item_domain, self.cfg.index)
         self.padding = self.cfg.padding if self.cfg.padding != "auto" else self._check_padding()
         self.scoring = self._check_scoring(vectors)
+        self.repr_fn = self._check_serve_repr()
 
     @classmethod
     def from_run(cls, run_dir: str | Path, cfg: ServeConfig | None = None) -> Service:
@@ -293,7 +299,7 @@ class Service:
             for rows in self.buckets(queries):
                 sub = [queries[r] for r in rows]
                 batch = self.make_batch(sub)
-                rep = self.model.user_repr(batch).float().cpu().numpy()  # [b, D]
+                rep = self.repr_fn(batch).float().cpu().numpy()  # [b, D]
                 if reprs is None:
                     reprs = np.zeros((len(queries), rep.shape[1]), dtype=np.float32)  # [B, D]
                 reprs[rows] = rep
@@ -382,6 +388,23 @@ class Service:
         same = full.shape == short.shape and torch.allclose(full, short, rtol=1e-4, atol=1e-5)
         return "longest" if same else "max_len"
 
+    def _check_serve_repr(self) -> Any:
+        """The model's ``serve_repr`` (a faster ``user_repr`` for inference, e.g. SASRec computing
+        only the last position) when it equals ``user_repr`` on real histories, else ``user_repr``."""
+        import torch
+
+        fast = getattr(self.model, "serve_repr", None)
+        qs = self._sample_queries()
+        if fast is None or not qs:
+            return self.model.user_repr
+        batch = self.make_batch(qs)
+        with torch.inference_mode():
+            same = torch.allclose(fast(batch).float(), self.model.user_repr(batch).float(), rtol=1e-4, atol=1e-5)
+        if not same:
+            log.warning("%s.serve_repr differs from user_repr: serving with user_repr", type(self.model).__name__)
+            return self.model.user_repr
+        return fast
+
     def _check_scoring(self, vectors: np.ndarray) -> str:
         """"index" when model.score == user_repr · item_vectors on a few real histories, else "model"."""
         import torch
@@ -414,6 +437,7 @@ class Service:
             "dataset": self.data.meta.get("name"), "data_hash": self.data.meta.get("content_hash"),
             "domains": self.domains, "n_items": self.n_items, "n_model_items": self.n_model_items,
             "max_len": self.max_len, "scoring": self.scoring, "padding": self.padding,
+            "user_repr": getattr(self.repr_fn, "__name__", "user_repr"),
             "index": {("all" if d == GLOBAL else self.domains[d]): k for d, k in self.index.kinds.items()},
             "run_dir": str(self.run_dir) if self.run_dir else None,
             "version": __version__, "code_version": code_version(),

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mosaicrec.features.encoders.base import Encoder
+from mosaicrec.features.encoders.base import Encoder, bf16_linear_weights, l2_normalize, token_batches
 from mosaicrec.registry import ENCODERS
 
 
@@ -24,6 +24,8 @@ class SentenceEncoder(Encoder):
         if self.cfg.max_length:
             model.max_seq_length = self.cfg.max_length
         model.eval()
+        if self.cfg.precision == "bfloat16":
+            bf16_linear_weights(model)
         return model
 
     @property
@@ -31,10 +33,34 @@ class SentenceEncoder(Encoder):
         return int(self.load().get_embedding_dimension())
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """[n, d] float32. Texts are tokenised once to sort them by length, then encoded in
+        length-bucketed batches (:func:`token_batches`) through the model's own preprocessing and
+        modules (what ``SentenceTransformer.encode`` runs per batch, without its per-call set-up)."""
+        import torch
+
         model = self.load()
-        out = model.encode(list(texts), batch_size=self.cfg.batch_size, show_progress_bar=False,
-                           convert_to_numpy=True, normalize_embeddings=self.cfg.normalize)  # [n, d]
-        return np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        tok = getattr(model, "tokenizer", None)
+        if tok is None or not callable(tok):  # not a tokenizer-based text model: sentence-transformers' loop
+            with self.autocast():
+                out = model.encode(texts, batch_size=self.cfg.batch_size, show_progress_bar=False,
+                                   convert_to_numpy=True, normalize_embeddings=self.cfg.normalize)  # [n, d]
+            return np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
+        limit = model.max_seq_length or None
+        lengths = [len(ids) for ids in tok(texts, truncation=limit is not None, max_length=limit)["input_ids"]]
+        result: np.ndarray | None = None
+        with torch.inference_mode(), self.autocast():
+            for rows in token_batches(lengths, self.cfg.batch_size, self.cfg.max_batch_tokens):
+                feats = model.preprocess([texts[i] for i in rows])
+                feats = {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in feats.items()}
+                emb = model(feats)["sentence_embedding"].float().cpu().numpy()  # [b, d]
+                if result is None:
+                    result = np.zeros((len(texts), emb.shape[1]), dtype=np.float32)  # [n, d]
+                result[rows] = emb
+        assert result is not None
+        return l2_normalize(result) if self.cfg.normalize else result
 
 
 @ENCODERS.register("minilm")

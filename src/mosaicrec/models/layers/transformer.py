@@ -6,6 +6,8 @@ row without any key (a padding query may always attend to itself), so no NaN app
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -74,6 +76,32 @@ class Block(nn.Module):
         x = (x[:, -1:] if last_only else x) + self.drop(h)  # [B, L or 1, D]
         return x + self.drop(self.ffn(self.ln2(x)))  # [B, L or 1, D]
 
+    # ------------------------------------------------------------ inference-only fast paths (serving)
+    def forward_causal(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` with a plain causal mask (eval mode), for RIGHT-padded rows: every real
+        query sees exactly the real keys up to it, and the fused kernel skips the masked half."""
+        B, L, D = x.shape
+        q, k, v = self.attn.qkv(self.ln1(x)).view(B, L, 3, self.attn.heads, D // self.attn.heads).unbind(2)
+        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                           is_causal=True)  # [B, H, L, Dh]
+        x = x + self.attn.out(y.transpose(1, 2).reshape(B, L, D))  # [B, L, D]
+        return x + self.ffn(self.ln2(x))  # [B, L, D]
+
+    def forward_one(self, x: torch.Tensor, keys: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+        """[B, D]: ``forward``'s output at column ``at[b]`` of each row (eval mode), computing only
+        that query; ``keys`` [B, L] bool = the keys it may attend to (its row of the attention mask)."""
+        B, L, D = x.shape
+        H = self.attn.heads
+        rows = torch.arange(B, device=x.device)  # [B]
+        h = self.ln1(x)  # [B, L, D]
+        w, b = self.attn.qkv.weight, self.attn.qkv.bias  # [3D, D], [3D]: q, k, v stacked
+        q = F.linear(h[rows, at], w[:D], b[:D]).view(B, H, 1, D // H)  # [B, H, 1, Dh]
+        k, v = F.linear(h, w[D:], b[D:]).view(B, L, 2, H, D // H).unbind(2)  # 2 x [B, L, H, Dh]
+        y = F.scaled_dot_product_attention(q, k.transpose(1, 2), v.transpose(1, 2),
+                                           attn_mask=keys[:, None, None, :])  # [B, H, 1, Dh]
+        one = x[rows, at] + self.attn.out(y.reshape(B, D))  # [B, D]
+        return one + self.ffn(self.ln2(one))  # [B, D]
+
 
 class Encoder(nn.Module):
     """A stack of blocks with a final layer norm; padding rows are zeroed after each block.
@@ -106,3 +134,21 @@ class Encoder(nn.Module):
             last = last_only and i == len(self.blocks) - 1
             x = block(x, mask, last) * (keep[:, -1:] if last else keep)  # [B, L or 1, D]
         return self.ln(x)  # [B, L or 1, D]
+
+    def forward_last_right(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """[B, D]: the final state at each row's last real position, for a causal encoder whose
+        rows are RIGHT-padded (row b holds its ``lengths[b]`` items in columns 0..n-1), in eval mode.
+
+        Equal to ``forward`` on the same rows left-padded, at the last column: a real query sees
+        the real keys before it either way. Faster for serving: the blocks need no padding mask
+        (plain causal attention, whose fused kernel skips the masked half) and the final block
+        computes only the last query (:meth:`Block.forward_one`).
+        """
+        if self.training or not self.causal:
+            raise RuntimeError("forward_last_right is for causal encoders in eval mode (serving)")
+        blocks = cast(list[Block], list(self.blocks))
+        for block in blocks[:-1]:
+            x = block.forward_causal(x)  # [B, L, D]; columns >= length hold unused values
+        last = (lengths - 1).clamp(min=0)  # [B]
+        keys = torch.arange(x.shape[1], device=x.device)[None, :] <= last[:, None]  # [B, L]
+        return self.ln(blocks[-1].forward_one(x, keys, last))  # [B, D]
