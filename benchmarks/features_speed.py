@@ -2,7 +2,8 @@
 
     python benchmarks/features_speed.py --json benchmarks/results/features_speed.json
 
-embed: all-MiniLM-L6-v2 (offline package) on food-kitchen item titles, items per second.
+embed: all-MiniLM-L6-v2 (offline package) on food-kitchen item titles, items per second, with the
+same encoder for both paths (``embed``: float32, ``embed_bf16``: precision bfloat16).
 augment: SmolLM2-135M-Instruct (offline GGUF) with the llm_emf prompt on food-kitchen titles,
 completion tokens per second (greedy; tokens counted up to each sequence's end-of-text).
 Batched and one-at-a-time runs are interleaved so that both see the same machine load; wall-clock

@@ -128,3 +128,20 @@ def test_minilm_bucketed_equals_sentence_transformers(minilm) -> None:
     cos = (bf16.encode_texts(titles) * ref).sum(1)
     assert cos.min() > 0.999, cos
     assert "precision" not in enc.describe() and bf16.describe()["precision"] == "bfloat16"
+
+
+def test_bfloat16_precision_applies_to_clip_and_lm(clip_dir: Path, tmp_path: Path) -> None:
+    """precision=bfloat16 runs every encoder's forward under autocast: close to float32, not equal."""
+    from tiny_models import tiny_sentence_model
+
+    texts = ["organic coffee beans", "a chef knife", "green tea"]
+    folder = tiny_sentence_model(tmp_path / "tiny-bert")
+    for name, model in (("clip", clip_dir), ("lm", folder)):
+        f32 = build_encoder(name, model=str(model)).encode_texts(texts)
+        b16 = build_encoder(name, model=str(model), precision="bfloat16").encode_texts(texts)
+        cos = (f32 * b16).sum(1)
+        assert b16.dtype == np.float32 and cos.min() > 0.99, (name, cos)
+        assert not np.array_equal(f32, b16), name  # bfloat16 really ran
+    img32 = build_encoder("clip", model=str(clip_dir)).encode_images(photos()[:2])
+    img16 = build_encoder("clip", model=str(clip_dir), precision="bfloat16").encode_images(photos()[:2])
+    assert (img32 * img16).sum(1).min() > 0.99 and not np.array_equal(img32, img16)

@@ -29,7 +29,7 @@ class EncoderConfig(StrictModel):
         "float32", description="bfloat16: run the forward pass under torch.autocast(bfloat16) (much faster on "
                                "CPUs with AVX512-BF16/AMX and on GPUs; see docs/features.md for the accuracy effect)")
     max_batch_tokens: int | None = Field(
-        1024, ge=1, description="text encoders: batches are formed from length-sorted texts with at most this "
+        1024, ge=1, description="sentence-transformers encoders: batches are formed from length-sorted texts with at most this "
                                 "many padded tokens (and at most batch_size texts); None = batch_size only")
 
 

@@ -43,7 +43,7 @@ class CLIPEncoder(Encoder):
         for i in range(0, len(texts), self.cfg.batch_size):
             enc = tok(list(texts[i:i + self.cfg.batch_size]), padding=True, truncation=True,
                       max_length=max_len, return_tensors="pt").to(self.cfg.device)
-            with torch.inference_mode():
+            with torch.inference_mode(), self.autocast():
                 feats = model.get_text_features(input_ids=enc["input_ids"],
                                                 attention_mask=enc["attention_mask"])  # [b, P]
             outs.append(to_numpy(_pooled(feats), self.cfg.normalize))
@@ -56,7 +56,7 @@ class CLIPEncoder(Encoder):
         outs = []
         for i in range(0, len(images), self.cfg.batch_size):
             px = proc(images=list(images[i:i + self.cfg.batch_size]), return_tensors="pt")["pixel_values"]
-            with torch.inference_mode():
+            with torch.inference_mode(), self.autocast():
                 feats = model.get_image_features(pixel_values=px.to(self.cfg.device))  # [b, P]
             outs.append(to_numpy(_pooled(feats), self.cfg.normalize))
         return np.concatenate(outs) if outs else np.zeros((0, self.dim), np.float32)

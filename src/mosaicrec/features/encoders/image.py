@@ -79,6 +79,6 @@ class EfficientNetEncoder(Encoder):
         outs = []
         for i in range(0, len(images), self.cfg.batch_size):
             x = self.preprocess(list(images[i:i + self.cfg.batch_size])).to(self.cfg.device)
-            with torch.inference_mode():
+            with torch.inference_mode(), self.autocast():
                 outs.append(to_numpy(self.pooled(x), self.cfg.normalize))  # [b, 1280]
         return np.concatenate(outs) if outs else np.zeros((0, 1280), np.float32)

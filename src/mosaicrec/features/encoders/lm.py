@@ -50,8 +50,8 @@ class LMEncoder(Encoder):
         for i in range(0, len(texts), self.cfg.batch_size):
             enc = tok(list(texts[i:i + self.cfg.batch_size]), padding=True, truncation=True,
                       max_length=self.cfg.max_length or 256, return_tensors="pt").to(self.cfg.device)
-            with torch.inference_mode():
-                h = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state  # [b, L, H]
+            with torch.inference_mode(), self.autocast():
+                h = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state.float()  # [b, L, H]
             mask = enc["attention_mask"]  # [b, L]
             if self.cfg.pooling == "last":  # works for left and right padding
                 last = mask.shape[1] - 1 - mask.flip(1).argmax(dim=1)  # [b]
