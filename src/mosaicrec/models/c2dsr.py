@@ -41,6 +41,7 @@ from mosaicrec.models.cdsr.layers import (
     domain_view,
     example_context,
     local_index,
+    trim_view,
 )
 from mosaicrec.registry import MODELS
 
@@ -53,6 +54,10 @@ class C2DSRConfig(StrictModel):
     gnn_layers: int = Field(1, ge=0, description="graph propagation rounds (0 = plain embeddings)")
     infomax_weight: float = Field(0.3, ge=0.0, description="lambda: weight of the contrastive infomax loss")
     mixed_loss_weight: float = Field(1.0, ge=0.0, description="loss of the merged view alone")
+    infomax_corruption: Literal["sampled_domain", "every_domain"] = Field(
+        "sampled_domain", description="infomax negatives: per user, one domain (drawn among its "
+        "sequence's domains) kept and the others corrupted (one encoder pass), or one corrupted "
+        "sequence per domain (nD encoder passes)")
     loss_scope: Literal["domain", "all", "sampled"] = Field(
         "domain", description="softmax over the domain's items, all items, or the target and "
                               "n_negatives shared uniform items of its domain")
@@ -133,16 +138,23 @@ class C2DSR(Recommender):
 
     def encode(self, batch: SeqBatch) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """Merged states [B, L, D], per-domain states aligned to merged steps, per-domain pooled [B, D]."""
+        return self._encode(batch)[:3]
+
+    def _encode(self, batch: SeqBatch
+                ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """:meth:`encode` plus the cross-domain graph's item table [N+1, D] (propagated once per step)."""
         tables = [g() for g in self.graphs]  # each [N+1, D]
         merged = self.encoders[0](tables[0][batch.items], batch.mask)  # [B, L, D]
         aligned, pooled = [], []
+        span = batch.items.shape[1]
         for d in range(self.n_domains):
             compact, cols, index, seen = domain_view(batch.items, batch.domains, d)  # [B, L] x4
+            compact, cols, index = trim_view(compact, cols, index)  # [B, L'] x2, [B, L]
             mask = compact != 0
-            states = self.encoders[1 + d](tables[1 + d][compact], mask, cols)  # [B, L, D]
+            states = self.encoders[1 + d](tables[1 + d][compact], mask, cols, span)  # [B, L', D]
             aligned.append(align_to_merged(states, index, seen, self.empty[d]))  # [B, L, D]
             pooled.append(states.sum(1) / mask.sum(1, keepdim=True).clamp(min=1))  # [B, D]
-        return merged, aligned, pooled
+        return merged, aligned, pooled, tables[0]
 
     def _logits(self, user: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
         return user @ self.out[cand].T + self.bias[cand]  # [n, |cand|]
@@ -161,29 +173,46 @@ class C2DSR(Recommender):
             cand, label = self.all_items, target - 1
         return F.cross_entropy(self._logits(user, cand), label)
 
-    def _corrupt(self, batch: SeqBatch, d: int) -> torch.Tensor:
-        """Merged items with every item of the other domains replaced by a random item of its domain."""
+    def _corrupt(self, batch: SeqBatch, d: int | torch.Tensor) -> torch.Tensor:
+        """Merged items with every item of the other domains replaced by a random item of its domain.
+
+        ``d``: the kept domain, one for the batch or one per row ``[B]``.
+        """
         items = batch.items.clone()  # [B, L]
+        keep = torch.as_tensor(d, device=items.device).view(-1, 1)  # [B or 1, 1]
         for e in range(self.n_domains):
-            if e == d:
-                continue
-            where = (items != 0) & (batch.domains == e)  # [B, L]
+            where = (items != 0) & (batch.domains == e) & (keep != e)  # [B, L]
             pool = getattr(self, f"cands{e}")
             pick = torch.randint(len(pool), (int(where.sum()),), device=items.device)
             items[where] = pool[pick]
         return items
 
-    def _infomax(self, batch: SeqBatch, merged: torch.Tensor, pooled: list[torch.Tensor]) -> torch.Tensor:
-        table = self.graphs[0]()  # [N+1, D]
+    def _infomax(self, batch: SeqBatch, merged: torch.Tensor, pooled: list[torch.Tensor],
+                 table: torch.Tensor) -> torch.Tensor:
+        """``table [N+1, D]``: the cross-domain graph's items of this step (not propagated again)."""
         mask = batch.mask  # [B, L]
-        cross = merged.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)  # [B, D]
+        count = mask.sum(1, keepdim=True).clamp(min=1)  # [B, 1]
+        cross = merged.sum(1) / count  # [B, D]
         loss = merged.new_zeros(())
-        for d in range(self.n_domains):
-            has = ((batch.domains == d) & mask).any(1)  # [B]
-            if not has.any():
-                continue
-            neg_states = self.encoders[0](table[self._corrupt(batch, d)], mask)  # [B, L, D]
-            neg = neg_states.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)  # [B, D]
+        present = torch.stack([((batch.domains == d) & mask).any(1) for d in range(self.n_domains)], 1)  # [B, nD]
+        if self.cfg.infomax_corruption == "every_domain":
+            doms = [d for d in range(self.n_domains) if present[:, d].any()]
+            rows = {d: present[:, d] for d in doms}  # [B] each
+            corrupt = torch.cat([self._corrupt(batch, d) for d in doms])  # [nD'*B, L]
+        else:  # one domain per user, drawn among the domains of its sequence: ONE corrupted pass
+            ok = present.any(1)  # [B]
+            pick = torch.multinomial(present.float() + (~ok).float().unsqueeze(1), 1).squeeze(1)  # [B]
+            doms = [d for d in range(self.n_domains) if (ok & (pick == d)).any()]
+            rows = {d: ok & (pick == d) for d in doms}
+            corrupt = self._corrupt(batch, pick)  # [B, L]
+        if not doms:
+            return loss
+        reps = corrupt.shape[0] // len(batch)
+        neg_states = self.encoders[0](table[corrupt], mask.repeat(reps, 1))  # [r*B, L, D]
+        negs = neg_states.sum(1).view(reps, len(batch), -1) / count  # [r, B, D]
+        for j, d in enumerate(doms):
+            has = rows[d]  # [B]
+            neg = negs[j if reps > 1 else 0]  # [B, D]
             pos_s, neg_s = self.disc(pooled[d], cross).squeeze(-1), self.disc(pooled[d], neg).squeeze(-1)  # [B]
             loss = loss + F.binary_cross_entropy_with_logits(pos_s[has], torch.ones_like(pos_s[has])) \
                 + F.binary_cross_entropy_with_logits(neg_s[has], torch.zeros_like(neg_s[has]))
@@ -191,7 +220,7 @@ class C2DSR(Recommender):
 
     def loss(self, batch: SeqBatch) -> torch.Tensor:
         cfg = self.cfg
-        merged, aligned, pooled = self.encode(batch)
+        merged, aligned, pooled, table = self._encode(batch)
         total = merged.new_zeros(())
         for d in range(self.n_domains):
             b, t = ((batch.targets > 0) & (batch.target_domains == d)).nonzero(as_tuple=True)
@@ -203,7 +232,7 @@ class C2DSR(Recommender):
             if cfg.mixed_loss_weight > 0:
                 total = total + cfg.mixed_loss_weight * self._ce(merged[b, t], d, target)
         if cfg.infomax_weight > 0:
-            total = total + cfg.infomax_weight * self._infomax(batch, merged, pooled)
+            total = total + cfg.infomax_weight * self._infomax(batch, merged, pooled, table)
         return total
 
     def user_repr(self, batch: SeqBatch) -> torch.Tensor:
