@@ -24,6 +24,7 @@ representations [?], default lambda 0.3 [?].
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -64,37 +65,50 @@ class C2DSRConfig(StrictModel):
     n_negatives: int = Field(256, ge=1)
 
 
-def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> torch.Tensor:
-    """Sparse symmetric-normalised adjacency of the bipartite graph; nodes = users then items 0..N."""
+def bipartite_blocks(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two off-diagonal blocks of the symmetric-normalised user-item adjacency.
+
+    The graph's adjacency is ``[[0, R], [R^T, 0]]`` with ``R[u, i] = 1 / sqrt(deg(u) deg(i))``
+    for every distinct (user, item) pair; returns ``R [U, N+1]`` and ``R^T [N+1, U]`` (sparse
+    CSR; item 0 = padding, no edges). Propagating with the blocks gives exactly the full
+    adjacency's result without touching the zero blocks.
+    """
     pairs = np.unique(np.stack([users.astype(np.int64), items.astype(np.int64)], 1), axis=0)
-    n = n_users + n_items + 1
-    rows = np.concatenate([pairs[:, 0], n_users + pairs[:, 1]])
-    cols = np.concatenate([n_users + pairs[:, 1], pairs[:, 0]])
-    deg = np.bincount(rows, minlength=n).astype(np.float32)
-    inv = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1)), 0.0).astype(np.float32)
-    vals = inv[rows] * inv[cols]
-    idx = torch.as_tensor(np.stack([rows, cols]))
-    return torch.sparse_coo_tensor(idx, torch.as_tensor(vals), (n, n), check_invariants=False).coalesce()
+    u, i = pairs[:, 0], pairs[:, 1]
+    deg_u = np.bincount(u, minlength=n_users).astype(np.float32)
+    deg_i = np.bincount(i, minlength=n_items + 1).astype(np.float32)
+    vals = torch.as_tensor(1.0 / np.sqrt(deg_u[u] * deg_i[i]), dtype=torch.float32)
+    idx = torch.as_tensor(np.stack([u, i]))
+    r = torch.sparse_coo_tensor(idx, vals, (n_users, n_items + 1), check_invariants=False).coalesce()
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": CSR @ dense is what we use
+        warnings.simplefilter("ignore", UserWarning)
+        return r.to_sparse_csr(), r.t().coalesce().to_sparse_csr()
 
 
 class GraphEmbedding(nn.Module):
-    """Item embeddings [N+1, D] propagated over one user-item graph."""
+    """Item embeddings [N+1, D] propagated over one user-item graph (LightGCN-style layer mean)."""
 
-    def __init__(self, adj: torch.Tensor, n_users: int, n_items: int, hidden: int, layers: int) -> None:
+    def __init__(self, blocks: tuple[torch.Tensor, torch.Tensor], n_users: int, n_items: int,
+                 hidden: int, layers: int) -> None:
         super().__init__()
-        self.register_buffer("adj", adj, persistent=False)
+        self.register_buffer("r_ui", blocks[0], persistent=False)  # [U, N+1]
+        self.register_buffer("r_iu", blocks[1], persistent=False)  # [N+1, U]
         self.n_users, self.layers = n_users, layers
         self.users = nn.Parameter(torch.randn(n_users, hidden) * 0.02)
         self.items = nn.Parameter(torch.randn(n_items + 1, hidden) * 0.02)
 
     def forward(self) -> torch.Tensor:
-        x = torch.cat([self.users, self.items])  # [U+N+1, D]
-        out = x
-        for _ in range(self.layers):
-            x = torch.sparse.mm(self.adj, x)  # [U+N+1, D]
-            out = out + x
-        items = (out / (self.layers + 1))[self.n_users:]  # [N+1, D]
-        return torch.cat([torch.zeros_like(items[:1]), items[1:]])  # [N+1, D] row 0 = padding
+        users, items = self.users, self.items  # [U, D], [N+1, D]
+        acc = items
+        for k in range(self.layers):
+            new_items = self.r_iu @ users  # [N+1, D]
+            if k + 1 < self.layers:  # the last round's user states are not used
+                users = self.r_ui @ items  # [U, D]
+            items = new_items
+            acc = acc + items
+        out = acc / (self.layers + 1)  # [N+1, D]
+        return torch.cat([torch.zeros_like(out[:1]), out[1:]])  # [N+1, D] row 0 = padding
 
 
 @MODELS.register("c2dsr")
@@ -117,8 +131,8 @@ class C2DSR(Recommender):
         self.n_domains = max(ctx.n_domains, 1)
         users, items = ctx.train_pairs[:, 0], ctx.train_pairs[:, 1]
         item_dom = np.asarray(ctx.item_domain)[items]
-        graphs = [normalized_adjacency(users, items, ctx.n_users, ctx.n_items)]
-        graphs += [normalized_adjacency(users[item_dom == d], items[item_dom == d], ctx.n_users, ctx.n_items)
+        graphs = [bipartite_blocks(users, items, ctx.n_users, ctx.n_items)]
+        graphs += [bipartite_blocks(users[item_dom == d], items[item_dom == d], ctx.n_users, ctx.n_items)
                    for d in range(self.n_domains)]
         self.graphs = nn.ModuleList(GraphEmbedding(a, ctx.n_users, ctx.n_items, cfg.hidden, cfg.gnn_layers)
                                     for a in graphs)  # [0] = cross-domain, [1 + d] = domain d
