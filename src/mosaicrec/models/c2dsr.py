@@ -89,6 +89,9 @@ def bipartite_blocks(users: np.ndarray, items: np.ndarray, n_users: int, n_items
 class GraphEmbedding(nn.Module):
     """Item embeddings [N+1, D] propagated over one user-item graph (LightGCN-style layer mean)."""
 
+    r_ui: torch.Tensor
+    r_iu: torch.Tensor
+
     def __init__(self, blocks: tuple[torch.Tensor, torch.Tensor], n_users: int, n_items: int,
                  hidden: int, layers: int) -> None:
         super().__init__()
@@ -99,7 +102,8 @@ class GraphEmbedding(nn.Module):
         self.items = nn.Parameter(torch.randn(n_items + 1, hidden) * 0.02)
 
     def forward(self) -> torch.Tensor:
-        users, items = self.users, self.items  # [U, D], [N+1, D]
+        users: torch.Tensor = self.users  # [U, D]
+        items: torch.Tensor = self.items  # [N+1, D]
         acc = items
         for k in range(self.layers):
             new_items = self.r_iu @ users  # [N+1, D]
