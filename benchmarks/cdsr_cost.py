@@ -4,13 +4,14 @@ Both models train on the same real batches (the engine's training windows of afk
 interleaved model by model, so machine load affects them alike. Seconds per epoch =
 seconds per step x steps per epoch (the same windows for every model).
 
-    OMP_NUM_THREADS=1 python benchmarks/cdsr_cost.py --steps 5 --json benchmarks/results/cdsr_cost_afk.json
+    /work/bin/heavy python benchmarks/cdsr_cost.py --steps 15 --batch-size 32 --json benchmarks/results/cdsr_cost_afk.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -29,6 +30,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["cost_ref_sasrec", "afk_haf_vt", "afk_c2dsr"])
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--work-dir", default="work")
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the first model's train.batch_size")
     ap.add_argument("--json")
     a = ap.parse_args()
     torch.manual_seed(0)
@@ -36,7 +38,8 @@ def main() -> None:
     first = next(iter(cfgs.values()))
     data = PreparedData.load(resolve_data(first.data, Path(a.work_dir)))
     ds = WindowDataset(build_windows(data, first.train.max_len))
-    loader = torch.utils.data.DataLoader(ds, batch_size=first.train.batch_size, shuffle=True, collate_fn=ds.collate)
+    bsz = a.batch_size or first.train.batch_size
+    loader = torch.utils.data.DataLoader(ds, batch_size=bsz, shuffle=True, collate_fn=ds.collate)
     batches = [b for _, b in zip(range(a.steps + 1), loader, strict=False)]
     models, opts, times = {}, {}, {n: [] for n in cfgs}
     for n, c in cfgs.items():
@@ -50,12 +53,13 @@ def main() -> None:
             opts[n].step()
             if i > 0:  # step 0 is warm-up
                 times[n].append(time.perf_counter() - t0)
-    steps_per_epoch = -(-len(ds) // first.train.batch_size)
+    steps_per_epoch = -(-len(ds) // bsz)
     base = a.models[0]
     out = {n: {"s_per_step": sum(t) / len(t), "s_per_epoch": sum(t) / len(t) * steps_per_epoch,
                "ratio_to_" + base: sum(t) / sum(times[base])} for n, t in times.items()}
     out["_"] = {"steps_timed": a.steps, "steps_per_epoch": steps_per_epoch,
-                "batch_size": first.train.batch_size, "threads": torch.get_num_threads()}
+                "batch_size": bsz, "threads": torch.get_num_threads(),
+                "load_average_at_end": list(os.getloadavg())}
     print(json.dumps(out, indent=2))
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2) + "\n")

@@ -24,6 +24,7 @@ representations [?], default lambda 0.3 [?].
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -41,6 +42,7 @@ from mosaicrec.models.cdsr.layers import (
     domain_view,
     example_context,
     local_index,
+    trim_view,
 )
 from mosaicrec.registry import MODELS
 
@@ -53,43 +55,64 @@ class C2DSRConfig(StrictModel):
     gnn_layers: int = Field(1, ge=0, description="graph propagation rounds (0 = plain embeddings)")
     infomax_weight: float = Field(0.3, ge=0.0, description="lambda: weight of the contrastive infomax loss")
     mixed_loss_weight: float = Field(1.0, ge=0.0, description="loss of the merged view alone")
+    infomax_corruption: Literal["sampled_domain", "every_domain"] = Field(
+        "sampled_domain", description="infomax negatives: per user, one domain (drawn among its "
+        "sequence's domains) kept and the others corrupted (one encoder pass), or one corrupted "
+        "sequence per domain (nD encoder passes)")
     loss_scope: Literal["domain", "all", "sampled"] = Field(
         "domain", description="softmax over the domain's items, all items, or the target and "
                               "n_negatives shared uniform items of its domain")
     n_negatives: int = Field(256, ge=1)
 
 
-def normalized_adjacency(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int) -> torch.Tensor:
-    """Sparse symmetric-normalised adjacency of the bipartite graph; nodes = users then items 0..N."""
+def bipartite_blocks(users: np.ndarray, items: np.ndarray, n_users: int, n_items: int
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two off-diagonal blocks of the symmetric-normalised user-item adjacency.
+
+    The graph's adjacency is ``[[0, R], [R^T, 0]]`` with ``R[u, i] = 1 / sqrt(deg(u) deg(i))``
+    for every distinct (user, item) pair; returns ``R [U, N+1]`` and ``R^T [N+1, U]`` (sparse
+    CSR; item 0 = padding, no edges). Propagating with the blocks gives exactly the full
+    adjacency's result without touching the zero blocks.
+    """
     pairs = np.unique(np.stack([users.astype(np.int64), items.astype(np.int64)], 1), axis=0)
-    n = n_users + n_items + 1
-    rows = np.concatenate([pairs[:, 0], n_users + pairs[:, 1]])
-    cols = np.concatenate([n_users + pairs[:, 1], pairs[:, 0]])
-    deg = np.bincount(rows, minlength=n).astype(np.float32)
-    inv = np.where(deg > 0, 1.0 / np.sqrt(np.maximum(deg, 1)), 0.0).astype(np.float32)
-    vals = inv[rows] * inv[cols]
-    idx = torch.as_tensor(np.stack([rows, cols]))
-    return torch.sparse_coo_tensor(idx, torch.as_tensor(vals), (n, n), check_invariants=False).coalesce()
+    u, i = pairs[:, 0], pairs[:, 1]
+    deg_u = np.bincount(u, minlength=n_users).astype(np.float32)
+    deg_i = np.bincount(i, minlength=n_items + 1).astype(np.float32)
+    vals = torch.as_tensor(1.0 / np.sqrt(deg_u[u] * deg_i[i]), dtype=torch.float32)
+    idx = torch.as_tensor(np.stack([u, i]))
+    r = torch.sparse_coo_tensor(idx, vals, (n_users, n_items + 1), check_invariants=False).coalesce()
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": CSR @ dense is what we use
+        warnings.simplefilter("ignore", UserWarning)
+        return r.to_sparse_csr(), r.t().coalesce().to_sparse_csr()
 
 
 class GraphEmbedding(nn.Module):
-    """Item embeddings [N+1, D] propagated over one user-item graph."""
+    """Item embeddings [N+1, D] propagated over one user-item graph (LightGCN-style layer mean)."""
 
-    def __init__(self, adj: torch.Tensor, n_users: int, n_items: int, hidden: int, layers: int) -> None:
+    r_ui: torch.Tensor
+    r_iu: torch.Tensor
+
+    def __init__(self, blocks: tuple[torch.Tensor, torch.Tensor], n_users: int, n_items: int,
+                 hidden: int, layers: int) -> None:
         super().__init__()
-        self.register_buffer("adj", adj, persistent=False)
+        self.register_buffer("r_ui", blocks[0], persistent=False)  # [U, N+1]
+        self.register_buffer("r_iu", blocks[1], persistent=False)  # [N+1, U]
         self.n_users, self.layers = n_users, layers
         self.users = nn.Parameter(torch.randn(n_users, hidden) * 0.02)
         self.items = nn.Parameter(torch.randn(n_items + 1, hidden) * 0.02)
 
     def forward(self) -> torch.Tensor:
-        x = torch.cat([self.users, self.items])  # [U+N+1, D]
-        out = x
-        for _ in range(self.layers):
-            x = torch.sparse.mm(self.adj, x)  # [U+N+1, D]
-            out = out + x
-        items = (out / (self.layers + 1))[self.n_users:]  # [N+1, D]
-        return torch.cat([torch.zeros_like(items[:1]), items[1:]])  # [N+1, D] row 0 = padding
+        users: torch.Tensor = self.users  # [U, D]
+        items: torch.Tensor = self.items  # [N+1, D]
+        acc = items
+        for k in range(self.layers):
+            new_items = self.r_iu @ users  # [N+1, D]
+            if k + 1 < self.layers:  # the last round's user states are not used
+                users = self.r_ui @ items  # [U, D]
+            items = new_items
+            acc = acc + items
+        out = acc / (self.layers + 1)  # [N+1, D]
+        return torch.cat([torch.zeros_like(out[:1]), out[1:]])  # [N+1, D] row 0 = padding
 
 
 @MODELS.register("c2dsr")
@@ -112,8 +135,8 @@ class C2DSR(Recommender):
         self.n_domains = max(ctx.n_domains, 1)
         users, items = ctx.train_pairs[:, 0], ctx.train_pairs[:, 1]
         item_dom = np.asarray(ctx.item_domain)[items]
-        graphs = [normalized_adjacency(users, items, ctx.n_users, ctx.n_items)]
-        graphs += [normalized_adjacency(users[item_dom == d], items[item_dom == d], ctx.n_users, ctx.n_items)
+        graphs = [bipartite_blocks(users, items, ctx.n_users, ctx.n_items)]
+        graphs += [bipartite_blocks(users[item_dom == d], items[item_dom == d], ctx.n_users, ctx.n_items)
                    for d in range(self.n_domains)]
         self.graphs = nn.ModuleList(GraphEmbedding(a, ctx.n_users, ctx.n_items, cfg.hidden, cfg.gnn_layers)
                                     for a in graphs)  # [0] = cross-domain, [1 + d] = domain d
@@ -133,16 +156,23 @@ class C2DSR(Recommender):
 
     def encode(self, batch: SeqBatch) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """Merged states [B, L, D], per-domain states aligned to merged steps, per-domain pooled [B, D]."""
+        return self._encode(batch)[:3]
+
+    def _encode(self, batch: SeqBatch
+                ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """:meth:`encode` plus the cross-domain graph's item table [N+1, D] (propagated once per step)."""
         tables = [g() for g in self.graphs]  # each [N+1, D]
         merged = self.encoders[0](tables[0][batch.items], batch.mask)  # [B, L, D]
         aligned, pooled = [], []
+        span = batch.items.shape[1]
         for d in range(self.n_domains):
             compact, cols, index, seen = domain_view(batch.items, batch.domains, d)  # [B, L] x4
+            compact, cols, index = trim_view(compact, cols, index)  # [B, L'] x2, [B, L]
             mask = compact != 0
-            states = self.encoders[1 + d](tables[1 + d][compact], mask, cols)  # [B, L, D]
+            states = self.encoders[1 + d](tables[1 + d][compact], mask, cols, span)  # [B, L', D]
             aligned.append(align_to_merged(states, index, seen, self.empty[d]))  # [B, L, D]
             pooled.append(states.sum(1) / mask.sum(1, keepdim=True).clamp(min=1))  # [B, D]
-        return merged, aligned, pooled
+        return merged, aligned, pooled, tables[0]
 
     def _logits(self, user: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
         return user @ self.out[cand].T + self.bias[cand]  # [n, |cand|]
@@ -161,29 +191,46 @@ class C2DSR(Recommender):
             cand, label = self.all_items, target - 1
         return F.cross_entropy(self._logits(user, cand), label)
 
-    def _corrupt(self, batch: SeqBatch, d: int) -> torch.Tensor:
-        """Merged items with every item of the other domains replaced by a random item of its domain."""
+    def _corrupt(self, batch: SeqBatch, d: int | torch.Tensor) -> torch.Tensor:
+        """Merged items with every item of the other domains replaced by a random item of its domain.
+
+        ``d``: the kept domain, one for the batch or one per row ``[B]``.
+        """
         items = batch.items.clone()  # [B, L]
+        keep = torch.as_tensor(d, device=items.device).view(-1, 1)  # [B or 1, 1]
         for e in range(self.n_domains):
-            if e == d:
-                continue
-            where = (items != 0) & (batch.domains == e)  # [B, L]
+            where = (items != 0) & (batch.domains == e) & (keep != e)  # [B, L]
             pool = getattr(self, f"cands{e}")
             pick = torch.randint(len(pool), (int(where.sum()),), device=items.device)
             items[where] = pool[pick]
         return items
 
-    def _infomax(self, batch: SeqBatch, merged: torch.Tensor, pooled: list[torch.Tensor]) -> torch.Tensor:
-        table = self.graphs[0]()  # [N+1, D]
+    def _infomax(self, batch: SeqBatch, merged: torch.Tensor, pooled: list[torch.Tensor],
+                 table: torch.Tensor) -> torch.Tensor:
+        """``table [N+1, D]``: the cross-domain graph's items of this step (not propagated again)."""
         mask = batch.mask  # [B, L]
-        cross = merged.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)  # [B, D]
+        count = mask.sum(1, keepdim=True).clamp(min=1)  # [B, 1]
+        cross = merged.sum(1) / count  # [B, D]
         loss = merged.new_zeros(())
-        for d in range(self.n_domains):
-            has = ((batch.domains == d) & mask).any(1)  # [B]
-            if not has.any():
-                continue
-            neg_states = self.encoders[0](table[self._corrupt(batch, d)], mask)  # [B, L, D]
-            neg = neg_states.sum(1) / mask.sum(1, keepdim=True).clamp(min=1)  # [B, D]
+        present = torch.stack([((batch.domains == d) & mask).any(1) for d in range(self.n_domains)], 1)  # [B, nD]
+        if self.cfg.infomax_corruption == "every_domain":
+            doms = [d for d in range(self.n_domains) if present[:, d].any()]
+            rows = {d: present[:, d] for d in doms}  # [B] each
+            corrupt = torch.cat([self._corrupt(batch, d) for d in doms])  # [nD'*B, L]
+        else:  # one domain per user, drawn among the domains of its sequence: ONE corrupted pass
+            ok = present.any(1)  # [B]
+            pick = torch.multinomial(present.float() + (~ok).float().unsqueeze(1), 1).squeeze(1)  # [B]
+            doms = [d for d in range(self.n_domains) if (ok & (pick == d)).any()]
+            rows = {d: ok & (pick == d) for d in doms}
+            corrupt = self._corrupt(batch, pick)  # [B, L]
+        if not doms:
+            return loss
+        reps = corrupt.shape[0] // len(batch)
+        neg_states = self.encoders[0](table[corrupt], mask.repeat(reps, 1))  # [r*B, L, D]
+        negs = neg_states.sum(1).view(reps, len(batch), -1) / count  # [r, B, D]
+        for j, d in enumerate(doms):
+            has = rows[d]  # [B]
+            neg = negs[j if reps > 1 else 0]  # [B, D]
             pos_s, neg_s = self.disc(pooled[d], cross).squeeze(-1), self.disc(pooled[d], neg).squeeze(-1)  # [B]
             loss = loss + F.binary_cross_entropy_with_logits(pos_s[has], torch.ones_like(pos_s[has])) \
                 + F.binary_cross_entropy_with_logits(neg_s[has], torch.zeros_like(neg_s[has]))
@@ -191,7 +238,7 @@ class C2DSR(Recommender):
 
     def loss(self, batch: SeqBatch) -> torch.Tensor:
         cfg = self.cfg
-        merged, aligned, pooled = self.encode(batch)
+        merged, aligned, pooled, table = self._encode(batch)
         total = merged.new_zeros(())
         for d in range(self.n_domains):
             b, t = ((batch.targets > 0) & (batch.target_domains == d)).nonzero(as_tuple=True)
@@ -203,7 +250,7 @@ class C2DSR(Recommender):
             if cfg.mixed_loss_weight > 0:
                 total = total + cfg.mixed_loss_weight * self._ce(merged[b, t], d, target)
         if cfg.infomax_weight > 0:
-            total = total + cfg.infomax_weight * self._infomax(batch, merged, pooled)
+            total = total + cfg.infomax_weight * self._infomax(batch, merged, pooled, table)
         return total
 
     def user_repr(self, batch: SeqBatch) -> torch.Tensor:

@@ -26,7 +26,7 @@ from pydantic import Field
 
 from mosaicrec.data.batches import SeqBatch
 from mosaicrec.models.base import ModelContext
-from mosaicrec.models.cdsr.base import CrossDomainConfig, CrossDomainRecommender, Views
+from mosaicrec.models.cdsr.base import CrossDomainConfig, CrossDomainRecommender, ItemLookup, Views
 from mosaicrec.models.cdsr.layers import AttentionFusion
 from mosaicrec.registry import MODELS
 
@@ -61,15 +61,16 @@ class HAFVT(CrossDomainRecommender):
         return user, beta.transpose(0, 1), alpha
 
     def head_parts(self, views: Views, d: int, b: torch.Tensor, t: torch.Tensor
-                   ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                   ) -> list[tuple[torch.Tensor, ItemLookup]]:
         user, _, _ = self.fuse(views, d, b, t)  # [n, M*D]
-        return [(user, views.tables.transpose(0, 1).flatten(1))]  # table [N+1, M*D]
+        return [(user, views.tables)]  # ids -> [*, M*D]
 
     def user_repr(self, batch: SeqBatch) -> torch.Tensor:
         """[B, M*D] fused vector for each query's target domain (batch.target_domains [B])."""
         views = self.encode(batch)
         bsz, length = batch.items.shape
-        out = views.tables.new_zeros(bsz, views.tables.shape[0] * views.tables.shape[2])  # [B, M*D]
+        vecs = views.tables.vecs  # [M, N+1, D]
+        out = vecs.new_zeros(bsz, vecs.shape[0] * vecs.shape[2])  # [B, M*D]
         last = torch.full((bsz,), length - 1, dtype=torch.long, device=out.device)
         for d in range(self.n_domains):
             b = (batch.target_domains == d).nonzero(as_tuple=True)[0]

@@ -30,7 +30,7 @@ from torch import nn
 
 from mosaicrec.data.batches import SeqBatch
 from mosaicrec.models.base import ModelContext
-from mosaicrec.models.cdsr.base import CrossDomainConfig, CrossDomainRecommender, Views
+from mosaicrec.models.cdsr.base import CrossDomainConfig, CrossDomainRecommender, ItemLookup, Views
 from mosaicrec.models.cdsr.layers import AttentionFusion
 from mosaicrec.registry import MODELS
 
@@ -66,23 +66,23 @@ class LLMEMF(CrossDomainRecommender):
         return torch.sigmoid(self.beta_logit)
 
     def branches(self, views: Views, d: int, b: torch.Tensor, t: torch.Tensor
-                 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """[(user [n, K], item table [N+1, K]) for the ID branch and the content branch]."""
+                 ) -> list[tuple[torch.Tensor, ItemLookup]]:
+        """[(user [n, K], item lookup ids -> [*, K]) for the ID branch and the content branch]."""
         stacked = views.at(d, b, t)  # [M, n, V, D]
         out = []
         if self.cfg.use_id:
             u_id, _ = self.id_view_fusion(stacked[0], d)  # [n, D]
-            out.append((u_id, views.tables[0]))
+            out.append((u_id, views.tables.select([0])))  # ids -> [*, D]
         if self.content_idx:
             idx = torch.as_tensor(self.content_idx, device=stacked.device)
             g, _ = self.view_fusion(stacked[idx], d)  # [C, n, D]
             _, alpha = self.modality_fusion(g.transpose(0, 1), d)  # [n, C]
             u_c = (alpha.unsqueeze(-1) * g.transpose(0, 1)).flatten(1)  # [n, C*D]
-            out.append((u_c, views.tables[idx].transpose(0, 1).flatten(1)))  # [N+1, C*D]
+            out.append((u_c, views.tables.select(self.content_idx)))  # ids -> [*, C*D]
         return out
 
     def head_parts(self, views: Views, d: int, b: torch.Tensor, t: torch.Tensor
-                   ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+                   ) -> list[tuple[torch.Tensor, ItemLookup]]:
         return self.branches(views, d, b, t)
 
     def combine(self, logits: list[torch.Tensor]) -> torch.Tensor:

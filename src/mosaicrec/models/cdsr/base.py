@@ -21,6 +21,7 @@ times the same loss from the merged (inter-domain) view alone (L_{X+Y}) and opti
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -39,7 +40,11 @@ from mosaicrec.models.cdsr.layers import (
     domain_view,
     example_context,
     local_index,
+    trim_view,
 )
+
+#: item ids [*] -> item vectors [*, K] (one prediction branch's item side)
+ItemLookup = Callable[[torch.Tensor], torch.Tensor]
 
 
 class CrossDomainConfig(StrictModel):
@@ -67,13 +72,40 @@ class CrossDomainConfig(StrictModel):
     n_negatives: int = Field(256, ge=1, description="negatives for loss_scope: sampled")
 
 
+class ItemRows:
+    """The item vectors of every modality for the items one step needs (or for all items).
+
+    ``vecs [M, R, D]`` holds the rows of ``ids`` (sorted unique item ids, ``None`` = all rows
+    0..N). Training steps with sampled negatives project only the batch's items, targets and
+    negatives; full-catalogue scoring projects every row once.
+    """
+
+    def __init__(self, ids: torch.Tensor | None, vecs: torch.Tensor) -> None:
+        self.ids, self.vecs = ids, vecs  # [R] or None, [M, R, D]
+
+    def _pos(self, ids: torch.Tensor) -> torch.Tensor:
+        return ids if self.ids is None else torch.searchsorted(self.ids, ids.contiguous())
+
+    def stacked(self, ids: torch.Tensor) -> torch.Tensor:
+        """[M, *ids.shape, D] per-modality vectors."""
+        return self.vecs[:, self._pos(ids)]
+
+    def __call__(self, ids: torch.Tensor, mods: Sequence[int] | None = None) -> torch.Tensor:
+        """[*ids.shape, M'*D] the modalities ``mods`` (default all) concatenated per item."""
+        vecs = self.vecs if mods is None else self.vecs[list(mods)]  # [M', R, D]
+        return vecs[:, self._pos(ids)].movedim(0, -2).flatten(-2)  # [*, M'*D]
+
+    def select(self, mods: Sequence[int]) -> ItemLookup:
+        return lambda ids: self(ids, mods)
+
+
 @dataclass
 class Views:
     """Level-1 states aligned to merged steps."""
 
     intra: torch.Tensor | None  # [nD, M, B, L, D] per-domain views
     inter: torch.Tensor | None  # [M, B, L, D] merged view
-    tables: torch.Tensor  # [M, N+1, D] item vector of every modality
+    tables: ItemRows  # item vectors of every modality
 
     def at(self, d: int, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """[M, n, V, D] the available views for target domain d at merged positions (b, t)."""
@@ -146,34 +178,55 @@ class CrossDomainRecommender(Recommender):
                 raise ValueError(f"feature {name!r} has {table.shape[0]} rows, expected n_items+1 = {ctx.n_items + 1}")
             self.content[name] = FrozenFeature(table, ctx.feature_masks.get(name), cfg.hidden, cfg.dropout)
 
-    def item_tables(self) -> torch.Tensor:
-        """[M, N+1, D] the item vector of every modality (row 0 = padding, zeros)."""
-        tabs = [self.id_emb.weight] if self.id_emb is not None else []
-        tabs += [self.content[m]() for m in self.modalities if m != "id"]
-        return torch.stack(tabs)  # [M, N+1, D]
+    def item_tables(self, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """[M, R, D] the item vector of every modality for ``ids [R]`` (None = all N+1 rows; id 0 = zeros)."""
+        if ids is None:
+            tabs = [self.id_emb.weight] if self.id_emb is not None else []
+        else:
+            tabs = [self.id_emb(ids)] if self.id_emb is not None else []
+        tabs += [self.content[m](ids) for m in self.modalities if m != "id"]
+        return torch.stack(tabs)  # [M, R, D]
+
+    def item_rows(self, ids: torch.Tensor | None = None) -> ItemRows:
+        """Projected vectors of the items ``ids`` (any shape, repeats allowed; None = all items)."""
+        if ids is None:
+            return ItemRows(None, self.item_tables())
+        uniq = torch.unique(ids)  # [R] sorted
+        return ItemRows(uniq, self.item_tables(uniq))  # [M, R, D]
 
     # ---- level 1 ----------------------------------------------------------------------
     def _encode(self, view: str, xs: torch.Tensor, mask: torch.Tensor,
-                cols: torch.Tensor | None = None) -> torch.Tensor:
+                cols: torch.Tensor | None = None, span: int | None = None) -> torch.Tensor:
         """xs [M, B, L, D] -> [M, B, L, D] through the view's encoder(s)."""
         m = xs.shape[0]
         if self.cfg.share_modality_encoders:
             flat = xs.flatten(0, 1)  # [M*B, L, D]
             rep_cols = None if cols is None else cols.repeat(m, 1)
-            return self.encoders[f"{view}_all"](flat, mask.repeat(m, 1), rep_cols).view_as(xs)
-        return torch.stack([self.encoders[f"{view}_{name}"](xs[i], mask, cols)
+            return self.encoders[f"{view}_all"](flat, mask.repeat(m, 1), rep_cols, span).view_as(xs)
+        return torch.stack([self.encoders[f"{view}_{name}"](xs[i], mask, cols, span)
                             for i, name in enumerate(self.modalities)])  # [M, B, L, D]
 
-    def encode(self, batch: SeqBatch) -> Views:
-        tables = self.item_tables()  # [M, N+1, D]
+    def encode(self, batch: SeqBatch, extra_ids: torch.Tensor | None = None, full: bool = True) -> Views:
+        """Level-1 views of ``batch``.
+
+        ``full`` projects every item (full-catalogue scoring); otherwise only the batch's items
+        and ``extra_ids`` (targets, sampled negatives) are projected, once for all views.
+        """
+        if full:
+            tables = self.item_rows()
+        else:
+            need = batch.items.flatten() if extra_ids is None else torch.cat([batch.items.flatten(), extra_ids])
+            tables = self.item_rows(need)
         intra = inter = None
         if self.cfg.use_inter:
-            inter = self._encode("inter", tables[:, batch.items], batch.mask)  # [M, B, L, D]
+            inter = self._encode("inter", tables.stacked(batch.items), batch.mask)  # [M, B, L, D]
         if self.cfg.use_intra:
             per = []
+            span = batch.items.shape[1]
             for d in range(self.n_domains):
                 compact, cols, index, seen = domain_view(batch.items, batch.domains, d)  # [B, L] x4
-                states = self._encode(f"intra{d}", tables[:, compact], compact != 0, cols)  # [M, B, L, D]
+                compact, cols, index = trim_view(compact, cols, index)  # [B, L'] x2, [B, L]
+                states = self._encode(f"intra{d}", tables.stacked(compact), compact != 0, cols, span)  # [M, B, L', D]
                 per.append(torch.stack([align_to_merged(states[i], index, seen, self.empty[d, i])
                                         for i in range(len(self.modalities))]))  # [M, B, L, D]
             intra = torch.stack(per)  # [nD, M, B, L, D]
@@ -181,8 +234,8 @@ class CrossDomainRecommender(Recommender):
 
     # ---- level 2 + prediction (model-specific) ----------------------------------------
     def head_parts(self, views: Views, d: int, b: torch.Tensor, t: torch.Tensor
-                   ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """[(user vectors [n, K], item table [N+1, K]), ...]: one pair per prediction branch."""
+                   ) -> list[tuple[torch.Tensor, ItemLookup]]:
+        """[(user vectors [n, K], item lookup ids -> [*, K]), ...]: one pair per prediction branch."""
         raise NotImplementedError
 
     def combine(self, logits: list[torch.Tensor]) -> torch.Tensor:
@@ -192,47 +245,52 @@ class CrossDomainRecommender(Recommender):
     def head_logits(self, views: Views, d: int, b: torch.Tensor, t: torch.Tensor,
                     cand: torch.Tensor) -> torch.Tensor:
         """[n, |cand|] log-scores of the candidates for target domain d at positions (b, t)."""
-        return self.combine([u @ table[cand].T for u, table in self.head_parts(views, d, b, t)])
+        return self.combine([u @ table(cand).T for u, table in self.head_parts(views, d, b, t)])
 
-    def uniform_parts(self, states: torch.Tensor, tables: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """One view alone, modalities weighted uniformly: states [M, n, D] -> [(user, table)]."""
+    def uniform_parts(self, states: torch.Tensor, tables: ItemRows) -> list[tuple[torch.Tensor, ItemLookup]]:
+        """One view alone, modalities weighted uniformly: states [M, n, D] -> [(user, lookup)]."""
         user = states.transpose(0, 1).flatten(1) / states.shape[0]  # [n, M*D]
-        return [(user, tables.transpose(0, 1).flatten(1))]  # [N+1, M*D]
+        return [(user, tables)]  # ids -> [*, M*D]
 
     def domain_cands(self, d: int) -> torch.Tensor:
         cands: torch.Tensor = getattr(self, f"cands{d}")
         return cands
 
-    def _ce(self, parts: list[tuple[torch.Tensor, torch.Tensor]], d: int, target: torch.Tensor,
+    def _ce(self, parts: list[tuple[torch.Tensor, ItemLookup]], d: int, target: torch.Tensor,
             neg: torch.Tensor | None, combine: bool = True) -> torch.Tensor:
         """Cross-entropy of the targets [n] against the loss_scope's candidates."""
         fuse = self.combine if combine else (lambda xs: xs[0])
         if neg is not None:  # sampled: target vs K shared negatives of domain d
-            logits = fuse([torch.cat([(u * table[target]).sum(-1, keepdim=True),
-                                      (u @ table[neg].T).masked_fill(neg[None] == target[:, None], -1e9)],
+            logits = fuse([torch.cat([(u * table(target)).sum(-1, keepdim=True),
+                                      (u @ table(neg).T).masked_fill(neg[None] == target[:, None], -1e9)],
                                      1) for u, table in parts])  # [n, 1+K]
             return F.cross_entropy(logits, torch.zeros_like(target))
         if self.cfg.loss_scope == "domain":
             cand, label = self.domain_cands(d), self.local[target]  # [Nd], [n]
         else:
             cand, label = self.all_items, target - 1
-        return F.cross_entropy(fuse([u @ table[cand].T for u, table in parts]), label)
+        return F.cross_entropy(fuse([u @ table(cand).T for u, table in parts]), label)
 
     # ---- Recommender interface -------------------------------------------------------------
     def loss(self, batch: SeqBatch) -> torch.Tensor:
         cfg = self.cfg
-        views = self.encode(batch)
+        negs: list[torch.Tensor | None] = [None] * self.n_domains
+        if cfg.loss_scope == "sampled":  # K shared negatives per domain, drawn before the projection
+            for d in range(self.n_domains):
+                pool = self.domain_cands(d)
+                negs[d] = pool[torch.randint(len(pool), (cfg.n_negatives,), device=pool.device)]  # [K]
+            extra = torch.cat([batch.targets.flatten(), *[n for n in negs if n is not None]])
+            views = self.encode(batch, extra, full=False)
+        else:  # the loss needs every item of the domain (or catalogue): project all rows once
+            views = self.encode(batch)
         weights = cfg.domain_loss_weights or [1.0] * self.n_domains
-        total = views.tables.new_zeros(())
+        total = views.tables.vecs.new_zeros(())
         for d in range(self.n_domains):
             b, t = ((batch.targets > 0) & (batch.target_domains == d)).nonzero(as_tuple=True)  # [n] x2
             if len(b) == 0:
                 continue
             target = batch.targets[b, t]  # [n]
-            neg = None
-            if cfg.loss_scope == "sampled":
-                pool = self.domain_cands(d)
-                neg = pool[torch.randint(len(pool), (cfg.n_negatives,), device=pool.device)]  # [K]
+            neg = negs[d]
             total = total + weights[d] * self._ce(self.head_parts(views, d, b, t), d, target, neg)
             if views.inter is not None and cfg.inter_loss_weight > 0:
                 parts = self.uniform_parts(views.inter[:, b, t], views.tables)
@@ -250,7 +308,7 @@ class CrossDomainRecommender(Recommender):
         """
         views = self.encode(batch)
         bsz, length = batch.items.shape
-        out = views.tables.new_zeros(bsz, self.ctx.n_items + 1)  # [B, N+1] column 0 unused
+        out = views.tables.vecs.new_zeros(bsz, self.ctx.n_items + 1)  # [B, N+1] column 0 unused
         last = torch.full((bsz,), length - 1, dtype=torch.long, device=out.device)  # [B]
         for d in range(self.n_domains):
             b = (batch.target_domains == d).nonzero(as_tuple=True)[0]  # [n]

@@ -38,6 +38,19 @@ def domain_view(items: torch.Tensor, domains: torch.Tensor, d: int
     return compact, order, index, count > 0
 
 
+def trim_view(compact: torch.Tensor, cols: torch.Tensor, index: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cut the leading columns of a :func:`domain_view` that are padding in every row.
+
+    ``compact``/``cols`` lose them (the encoder's positions come from ``cols``, so states do
+    not change) and ``index`` is shifted to the shorter sequence. At least one column is kept.
+    """
+    length = compact.shape[1]
+    keep = max(int((compact != 0).sum(1).max()), 1) if compact.numel() else 1
+    cut = length - keep
+    return compact[:, cut:], cols[:, cut:], (index - cut).clamp(min=0)  # [B, keep] x2, [B, L]
+
+
 def align_to_merged(states: torch.Tensor, index: torch.Tensor, seen: torch.Tensor,
                     empty: torch.Tensor) -> torch.Tensor:
     """Gather per-domain encoder states ``[B, L, D]`` at merged steps; ``empty [D]`` where unseen."""
@@ -73,7 +86,8 @@ class CausalEncoder(nn.Module):
     """SASRec-style causal self-attention over a left-padded sequence of item vectors.
 
     Learned positions are right-aligned (the last column of the window has position max_len-1);
-    ``cols [B, L]`` overrides the column of each entry (per-domain views pass the merged column).
+    ``cols [B, L]`` overrides the column of each entry (per-domain views pass the merged column
+    of a merged window of length ``span``).
     A query attends to real keys at or before it; padding queries attend only to themselves,
     so no row is fully masked (no NaN) and padding never influences real positions.
     """
@@ -86,13 +100,16 @@ class CausalEncoder(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.ln = nn.LayerNorm(hidden)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, cols: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, cols: torch.Tensor | None = None,
+                span: int | None = None) -> torch.Tensor:
+        """``span`` = length of the window ``cols`` index into (default: this sequence's length)."""
         length = x.shape[1]
-        if length > self.max_len:
-            raise ValueError(f"sequence length {length} exceeds max_len {self.max_len}")
+        span = length if span is None else span
+        if max(length, span) > self.max_len:
+            raise ValueError(f"sequence length {max(length, span)} exceeds max_len {self.max_len}")
         if cols is None:
             cols = torch.arange(length, device=x.device)  # [L]
-        pos = cols + (self.max_len - length)  # [L] or [B, L]
+        pos = cols + (self.max_len - span)  # [L] or [B, L]
         h = self.drop(x + self.pos(pos)) * mask.unsqueeze(-1)  # [B, L, D]
         allowed = mask.unsqueeze(1) & torch.ones(length, length, dtype=torch.bool, device=x.device).tril()  # [B, L, L]
         allowed = (allowed | torch.eye(length, dtype=torch.bool, device=x.device)).unsqueeze(1)  # [B, 1, L, L]
@@ -126,10 +143,17 @@ class FrozenFeature(nn.Module):
         self.proj = nn.Sequential(nn.Linear(t.shape[1], hidden), nn.LayerNorm(hidden), nn.Dropout(dropout))
         self.missing = nn.Parameter(torch.randn(hidden) * 0.02)
 
-    def forward(self) -> torch.Tensor:
-        out = self.proj(self.table)  # [N+1, D]
-        out = torch.where(self.present.unsqueeze(-1), out, self.missing)  # [N+1, D]
-        return torch.cat([torch.zeros_like(out[:1]), out[1:]])  # [N+1, D] row 0 = padding
+    def forward(self, ids: torch.Tensor | None = None) -> torch.Tensor:
+        """``[*ids.shape, D]`` projected rows of ``ids`` (every row ``[N+1, D]`` when None); id 0 -> zeros.
+
+        Projecting only the rows a step needs (the items of the batch, its targets and sampled
+        negatives) instead of the whole catalogue is what keeps a training step cheap.
+        """
+        if ids is None:
+            ids = torch.arange(len(self.table), device=self.table.device)  # [N+1]
+        out = self.proj(self.table[ids])  # [*, D]
+        out = torch.where(self.present[ids].unsqueeze(-1), out, self.missing)  # [*, D]
+        return out * (ids != 0).unsqueeze(-1).to(out.dtype)  # [*, D] padding rows = 0
 
 
 class AttentionFusion(nn.Module):
