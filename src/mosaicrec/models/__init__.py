@@ -12,6 +12,7 @@ from mosaicrec.models import (  # noqa: F401  (registration)
     llm_emf,
     sasrec,
     vbpr,
+    xcross,
 )
 from mosaicrec.models.base import ModelContext, Recommender
 

@@ -49,10 +49,21 @@ def build_context(data: PreparedData, cfg: ExperimentConfig, work_dir: str | Pat
 
         wd = Path(work_dir) if work_dir is not None else Path("work")
         ctx.features, ctx.feature_masks = resolve_features(cfg.features, data, wd)
+    if getattr(cls, "needs_item_text", False):  # text-based models (lm_seqrec, xcross) read item texts
+        ctx.extra["item_fields"] = item_fields(data)
     if getattr(cls, "kind", "sequential") == "cf" or getattr(cls, "needs_train_pairs", False):
         rows = data.split == TRAIN  # [nnz]
         ctx.train_pairs = np.stack([data.user_of_rows()[rows], data.item[rows]], axis=1)  # [T, 2]
     return ctx
+
+
+def item_fields(data: PreparedData) -> dict[str, list[str]]:
+    """``{"title": [N+1], "text": [N+1]}`` item strings (row 0 and missing values are "")."""
+    out: dict[str, list[str]] = {}
+    for col in ("title", "text"):
+        vals = data.items[col].fill_null("").cast(str).to_list() if col in data.items.columns else []
+        out[col] = ["", *vals] if vals else [""] * (data.n_items + 1)
+    return out
 
 
 def build_model(cfg: ExperimentConfig, data: PreparedData, work_dir: str | Path | None = None) -> Recommender:
