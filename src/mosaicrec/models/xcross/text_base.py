@@ -204,8 +204,11 @@ class TextSeqRec(Recommender):
             cand = torch.unique(torch.cat([cand, pick]))  # [C']
         if trainable_items:
             V = self.encode_items(cand.tolist())  # [C, D]
+        elif self._item_cache is None:  # fixed items, no catalogue cache yet: encode just these
+            with torch.no_grad():
+                V = self.encode_items(cand.tolist())  # [C, D]
         else:
-            V = self.item_vectors()[cand]  # [C, D]
+            V = self._item_cache[cand]  # [C, D]
         logits = u @ V.T / self.cfg.temperature  # [B, C]
         label = torch.searchsorted(cand, tgt)  # [B] cand is sorted
         return F.cross_entropy(logits, label)
