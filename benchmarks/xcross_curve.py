@@ -58,6 +58,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--force", action="store_true", help="recompute finished entries")
+    p.add_argument("--table", action="store_true", help="only print the JSON's results as a markdown table")
     return p.parse_args(argv)
 
 
@@ -111,6 +112,13 @@ def context(data: Any, args: argparse.Namespace) -> Any:
                         extra={"item_fields": item_fields(data)})
 
 
+def tag(name: str) -> str:
+    """A file-name-safe id of a backbone name or folder."""
+    import hashlib
+
+    return name if name.replace("-", "").replace("_", "").isalnum() else hashlib.sha1(name.encode()).hexdigest()[:10]
+
+
 def common(args: argparse.Namespace) -> dict[str, Any]:
     return {"backbone": args.backbone, "history_tokens": args.history_tokens, "item_tokens": args.item_tokens,
             "item_tower": "frozen", "fields": ["title"]}
@@ -152,7 +160,7 @@ def evaluate(model: Any, data: Any, split: str, n: int, args: argparse.Namespace
     ev = Evaluator(data, EvalConfig(ks=[10], mode="full", batch_size=128), split, args.max_len,
                    cache_dir=args.work / "xcross_curve", max_queries=n, subset_seed=args.seed)
     res = ev.evaluate(model)
-    m = res.metrics["overall"] if "overall" in res.metrics else res.metrics
+    m = res.metrics.get("overall", res.metrics)
     return {"ndcg@10": float(m["ndcg@10"]), "recall@10": float(m.get("recall@10", m.get("hr@10"))),
             "queries": res.n_queries, "eval_seconds": round(res.seconds, 1)}
 
@@ -163,7 +171,7 @@ def source_adapters(args: argparse.Namespace) -> list[Path]:
 
     from mosaicrec.models.xcross.lm_seqrec import LMSeqRec, LMSeqRecConfig
 
-    root = args.work / "xcross_curve" / f"adapters-{args.backbone}-r{args.lora_r}-n{args.source_users}"
+    root = args.work / "xcross_curve" / f"adapters-{tag(args.backbone)}-r{args.lora_r}-n{args.source_users}"
     paths = [root / d for d in args.sources]
     if all((p / "adapter_config.json").exists() for p in paths):
         return paths
@@ -186,10 +194,9 @@ def source_adapters(args: argparse.Namespace) -> list[Path]:
 
 def item_cache(model: Any, args: argparse.Namespace, data: Any) -> None:
     """Base-model item vectors of the target, computed once and shared by every method."""
-    import torch
     from safetensors.torch import load_file, save_file
 
-    path = args.work / "xcross_curve" / f"items-{Path(str(data.root)).name}-{args.backbone}-{args.item_tokens}.safetensors"
+    path = args.work / "xcross_curve" / f"items-{Path(str(data.root)).name}-{tag(args.backbone)}-{args.item_tokens}.safetensors"
     if path.exists():
         model.set_item_cache(load_file(str(path))["v"])
         return
@@ -213,12 +220,30 @@ def build(method: str, args: argparse.Namespace, ctx: Any, adapters: list[Path],
     return XCross(XCrossConfig(**kw, adapters=[str(a) for a in adapters], integrator_init=init), ctx)
 
 
+def table(out: dict[str, Any]) -> str:
+    """Markdown: one row per method, NDCG@10 / Recall@10 per fraction, trainable parameters."""
+    fracs = sorted({k for m in METHODS for k in out.get(m, {})}, key=float)
+    head = "| method | trainable params | " + " | ".join(f"{float(f):.0%} NDCG@10 / R@10" for f in fracs) + " | s/epoch |"
+    rows = [head, "|---|---:|" + "---:|" * len(fracs) + "---|"]
+    for m in METHODS:
+        if m not in out:
+            continue
+        cells = [f"{out[m][f]['ndcg@10']:.4f} / {out[m][f]['recall@10']:.4f}" if f in out[m] else "-" for f in fracs]
+        secs = out.get("epoch_seconds", {}).get(m, {})
+        st = ", ".join(f"{float(f):.0%}: {np.mean(v):.0f}" for f, v in sorted(secs.items(), key=lambda x: float(x[0])))
+        rows.append(f"| {m} | {out['params'].get(m, '-'):,} | " + " | ".join(cells) + f" | {st or 'no training'} |")
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> None:
     import torch
 
     from mosaicrec.utils import write_json
 
     args = parse(argv)
+    if args.table:
+        print(table(json.loads(args.json.read_text())))
+        return
     args.work = args.work.resolve()
     out: dict[str, Any] = json.loads(args.json.read_text()) if args.json.exists() else {}
     out.setdefault("params", {})

@@ -62,7 +62,7 @@ def load_backbone(name: str, revision: str | None = None) -> tuple[nn.Module, An
 
 
 def is_decoder(model: nn.Module) -> bool:
-    cfg = model.config  # type: ignore[attr-defined]
+    cfg: Any = model.config
     return bool(getattr(cfg, "is_decoder", False)) or cfg.model_type in {
         "llama", "mistral", "qwen2", "gpt2", "gpt_neox", "phi", "phi3", "gemma", "gemma2", "opt", "falcon"}
 
@@ -70,7 +70,8 @@ def is_decoder(model: nn.Module) -> bool:
 def lora_targets(model: nn.Module, given: list[str] | None) -> list[str]:
     if given:
         return list(given)
-    mt = model.config.model_type  # type: ignore[attr-defined]
+    cfg: Any = model.config
+    mt = str(cfg.model_type)
     if mt not in DEFAULT_LORA_TARGETS:
         raise ValueError(f"no default LoRA target modules for model type {mt!r}: set lora_targets")
     return DEFAULT_LORA_TARGETS[mt]
@@ -78,7 +79,8 @@ def lora_targets(model: nn.Module, given: list[str] | None) -> list[str]:
 
 def layer_list(model: nn.Module) -> nn.ModuleList:
     """The transformer blocks (the ``nn.ModuleList`` with ``num_hidden_layers`` entries)."""
-    n = int(model.config.num_hidden_layers)  # type: ignore[attr-defined]
+    cfg: Any = model.config
+    n = int(cfg.num_hidden_layers)
     found = [m for _, m in model.named_modules() if isinstance(m, nn.ModuleList) and len(m) == n]
     if not found:
         raise ValueError(f"{type(model).__name__}: no list of {n} transformer layers found")

@@ -76,7 +76,7 @@ class XCross(TextSeqRec):
         self.head = self.make_head(frozen_lm=False)
         self.adapter_paths = [str(a.path) for a in adapters]
 
-    def _make_hook(self, integ: Integrator) -> Any:
+    def _make_hook(self, integ: torch.nn.Module) -> Any:
         def hook(_module: torch.nn.Module, _args: Any, output: Any) -> Any:
             n = self.state.n
             if n == 0:

@@ -77,6 +77,9 @@ def read_peft_adapter(folder: str | Path) -> PeftAdapter:
 class MultiLoRALinear(nn.Module):
     """``base`` (shared, frozen) plus n frozen low-rank updates applied per stream."""
 
+    lora_A: torch.Tensor  # [n, in, r]
+    lora_B: torch.Tensor  # [n, r, out] (scales folded in)
+
     def __init__(self, base: nn.Linear, As: list[torch.Tensor], Bs: list[torch.Tensor], scales: list[float],
                  state: StreamState) -> None:
         super().__init__()

@@ -68,6 +68,7 @@ class TextSeqRec(Recommender):
 
     content_based: ClassVar[bool] = False
     needs_item_text: ClassVar[bool] = True
+    item_domain: torch.Tensor  # [N+1] buffer
 
     def __init__(self, cfg: TextSeqConfig, ctx: ModelContext) -> None:
         super().__init__(cfg, ctx)
@@ -86,7 +87,8 @@ class TextSeqRec(Recommender):
         self.decoder = is_decoder(base)
         self.pooling = cfg.pooling if cfg.pooling != "auto" else ("last" if self.decoder else "mean")
         self.table = TextTable.build(self.tokenizer, texts, cfg.item_tokens, cfg.separator, left_pad=self.decoder)
-        self.dim = int(base.config.hidden_size)
+        bcfg: Any = base.config
+        self.dim = int(bcfg.hidden_size)
         self._base = [base]  # the plain backbone (not registered twice; subclasses own it)
         self._item_cache: torch.Tensor | None = None
         self.register_buffer("item_domain", torch.as_tensor(ctx.item_domain, dtype=torch.long), persistent=False)
