@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 METHODS = ("xcross", "lora", "best_source", "adapter_average")
+EXTRA = ("base_model",)  # reference: the base LM without any adapter, no training
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -37,7 +38,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--json", required=True, type=Path)
     p.add_argument("--methods", nargs="+", default=["sources", *METHODS],
-                   choices=["sources", *METHODS])
+                   choices=["sources", *METHODS, *EXTRA])
     p.add_argument("--fractions", nargs="+", type=float, default=[0.25, 0.5, 0.75, 1.0])
     p.add_argument("--work", type=Path, default=REPO / "work")
     p.add_argument("--backbone", default="minilm")
@@ -45,7 +46,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--source-data", default="configs/datasets/food_kitchen.yaml")
     p.add_argument("--target-data", default="configs/datasets/scientific.yaml")
     p.add_argument("--source-users", type=int, default=1500, help="training sequences per source domain")
-    p.add_argument("--target-users", type=int, default=2000, help="the target pool that is '100%%'")
+    p.add_argument("--target-users", type=int, default=4000, help="the target pool that is '100%%'")
     p.add_argument("--test-users", type=int, default=1000, help="test queries (fixed random subset)")
     p.add_argument("--val-users", type=int, default=500, help="valid queries for choosing best_source")
     p.add_argument("--history-tokens", type=int, default=64)
@@ -222,10 +223,10 @@ def build(method: str, args: argparse.Namespace, ctx: Any, adapters: list[Path],
 
 def table(out: dict[str, Any]) -> str:
     """Markdown: one row per method, NDCG@10 / Recall@10 per fraction, trainable parameters."""
-    fracs = sorted({k for m in METHODS for k in out.get(m, {})}, key=float)
+    fracs = sorted({k for m in (*METHODS, *EXTRA) for k in out.get(m, {})}, key=float)
     head = "| method | trainable params | " + " | ".join(f"{float(f):.0%} NDCG@10 / R@10" for f in fracs) + " | s/epoch |"
     rows = [head, "|---|---:|" + "---:|" * len(fracs) + "---|"]
-    for m in METHODS:
+    for m in (*METHODS, *EXTRA):
         if m not in out:
             continue
         cells = [f"{out[m][f]['ndcg@10']:.4f} / {out[m][f]['recall@10']:.4f}" if f in out[m] else "-" for f in fracs]
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     fr_keys = [f"{f:g}" for f in args.fractions]
     for method in [m for m in args.methods if m != "sources"]:
         res = out.setdefault(method, {})
-        if method in ("best_source", "adapter_average"):  # no target training: one number for every fraction
+        if method in ("best_source", "adapter_average", "base_model"):  # no target training: same for every fraction
             if all(k in res for k in fr_keys) and not args.force:
                 continue
             if method == "best_source":
@@ -278,6 +279,9 @@ def main(argv: list[str] | None = None) -> None:
                         best = (val["ndcg@10"], a.name, model)
                 assert best is not None
                 model, chosen = best[2], best[1]
+            elif method == "base_model":
+                model, chosen = build("source", args, ctx, adapters, {}), None
+                item_cache(model, args, target)
             else:
                 model, chosen = build("adapter_average", args, ctx, adapters, {}), None
                 item_cache(model, args, target)
