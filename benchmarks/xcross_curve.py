@@ -46,7 +46,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--source-data", default="configs/datasets/food_kitchen.yaml")
     p.add_argument("--target-data", default="configs/datasets/scientific.yaml")
     p.add_argument("--source-users", type=int, default=1500, help="training sequences per source domain")
-    p.add_argument("--target-users", type=int, default=4000, help="the target pool that is '100%%'")
+    p.add_argument("--target-users", type=int, default=3000, help="the target pool that is '100%%'")
     p.add_argument("--test-users", type=int, default=1000, help="test queries (fixed random subset)")
     p.add_argument("--val-users", type=int, default=500, help="valid queries for choosing best_source")
     p.add_argument("--history-tokens", type=int, default=64)
@@ -57,6 +57,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--xcross-init", default="identity",
+                   help="integrator init of method xcross; other than identity the results go to key xcross@INIT")
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--force", action="store_true", help="recompute finished entries")
     p.add_argument("--table", action="store_true", help="only print the JSON's results as a markdown table")
@@ -217,16 +219,16 @@ def build(method: str, args: argparse.Namespace, ctx: Any, adapters: list[Path],
         return LMSeqRec(LMSeqRecConfig(**kw, mode="lora", lora_r=args.lora_r, lora_alpha=2.0 * args.lora_r), ctx)
     if method == "source":
         return LMSeqRec(LMSeqRecConfig(**kw, mode="frozen"), ctx)
-    init = "average" if method == "adapter_average" else "identity"
+    init = "average" if method == "adapter_average" else args.xcross_init
     return XCross(XCrossConfig(**kw, adapters=[str(a) for a in adapters], integrator_init=init), ctx)
 
 
 def table(out: dict[str, Any]) -> str:
     """Markdown: one row per method, NDCG@10 / Recall@10 per fraction, trainable parameters."""
-    fracs = sorted({k for m in (*METHODS, *EXTRA) for k in out.get(m, {})}, key=float)
+    fracs = sorted({k for m in (*METHODS, *EXTRA) for k in out.get(m, {})}, key=float)  # xcross@* share them
     head = "| method | trainable params | " + " | ".join(f"{float(f):.0%} NDCG@10 / R@10" for f in fracs) + " | s/epoch |"
     rows = [head, "|---|---:|" + "---:|" * len(fracs) + "---|"]
-    for m in (*METHODS, *EXTRA):
+    for m in (*METHODS, *EXTRA, *sorted(k for k in out if k.startswith("xcross@"))):
         if m not in out:
             continue
         cells = [f"{out[m][f]['ndcg@10']:.4f} / {out[m][f]['recall@10']:.4f}" if f in out[m] else "-" for f in fracs]
@@ -264,7 +266,8 @@ def main(argv: list[str] | None = None) -> None:
     pool = examples(target, None, args.target_users, args.seed)
     fr_keys = [f"{f:g}" for f in args.fractions]
     for method in [m for m in args.methods if m != "sources"]:
-        res = out.setdefault(method, {})
+        key = f"xcross@{args.xcross_init}" if method == "xcross" and args.xcross_init != "identity" else method
+        res = out.setdefault(key, {})
         if method in ("best_source", "adapter_average", "base_model"):  # no target training: same for every fraction
             if all(k in res for k in fr_keys) and not args.force:
                 continue
@@ -304,10 +307,10 @@ def main(argv: list[str] | None = None) -> None:
             secs = train(model, exs, args, args.epochs, target.item_domain, f"{method} {k}")
             test = evaluate(model, target, "test", args.test_users, args)
             test.update(train_sequences=len(exs), epochs=args.epochs)
-            print(f"[{method} {k}] test {test}", flush=True)
+            print(f"[{key} {k}] test {test}", flush=True)
             res[k] = test
-            out["params"][method] = model.n_trainable()
-            out["epoch_seconds"].setdefault(method, {})[k] = [round(s, 1) for s in secs]
+            out["params"][key] = model.n_trainable()
+            out["epoch_seconds"].setdefault(key, {})[k] = [round(s, 1) for s in secs]
             save()
 
 
