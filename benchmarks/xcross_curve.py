@@ -60,6 +60,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--xcross-init", default="identity",
                    help="integrator init of method xcross; other than identity the results go to key xcross@INIT")
     p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("--key", default=None, help="JSON key of method xcross's results (a variant's name)")
     p.add_argument("--force", action="store_true", help="recompute finished entries")
     p.add_argument("--table", action="store_true", help="only print the JSON's results as a markdown table")
     return p.parse_args(argv)
@@ -251,8 +252,11 @@ def main(argv: list[str] | None = None) -> None:
     out: dict[str, Any] = json.loads(args.json.read_text()) if args.json.exists() else {}
     out.setdefault("params", {})
     out.setdefault("epoch_seconds", {})
-    out["setup"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                    if k not in ("json", "methods", "fractions", "force", "work")}
+    setup = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                    if k not in ("json", "methods", "fractions", "force", "work", "table", "xcross_init", "key")}
+    if not args.key:  # a named variant (other lr, ...) records its settings in its entries only
+        out["setup"] = setup
+    out.setdefault("setup", setup)
 
     def save() -> None:
         write_json(args.json, out)
@@ -267,6 +271,8 @@ def main(argv: list[str] | None = None) -> None:
     fr_keys = [f"{f:g}" for f in args.fractions]
     for method in [m for m in args.methods if m != "sources"]:
         key = f"xcross@{args.xcross_init}" if method == "xcross" and args.xcross_init != "identity" else method
+        if method == "xcross" and args.key:
+            key = args.key
         res = out.setdefault(key, {})
         if method in ("best_source", "adapter_average", "base_model"):  # no target training: same for every fraction
             if all(k in res for k in fr_keys) and not args.force:
@@ -306,7 +312,9 @@ def main(argv: list[str] | None = None) -> None:
             exs = pool[: max(1, round(f * len(pool)))]
             secs = train(model, exs, args, args.epochs, target.item_domain, f"{method} {k}")
             test = evaluate(model, target, "test", args.test_users, args)
-            test.update(train_sequences=len(exs), epochs=args.epochs)
+            test.update(train_sequences=len(exs), epochs=args.epochs, lr=args.lr)
+            if method == "xcross":
+                test["integrator_init"] = args.xcross_init
             print(f"[{key} {k}] test {test}", flush=True)
             res[k] = test
             out["params"][key] = model.n_trainable()
