@@ -13,6 +13,7 @@ from mosaicrec.models import (  # noqa: F401  (registration)
     molar,
     sasrec,
     vbpr,
+    xcross,
 )
 from mosaicrec.models.base import ModelContext, Recommender
 

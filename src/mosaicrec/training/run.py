@@ -52,6 +52,8 @@ def build_context(data: PreparedData, cfg: ExperimentConfig, work_dir: str | Pat
     ctx.extra["data_hash"] = data.meta.get("content_hash")
     if getattr(cls, "needs_item_content", False):
         ctx.extra["item_content"] = item_content(data)
+    if getattr(cls, "needs_item_text", False):  # text-based models (lm_seqrec, xcross) read item texts
+        ctx.extra["item_fields"] = item_fields(data)
     if getattr(cls, "kind", "sequential") == "cf" or getattr(cls, "needs_train_pairs", False):
         rows = data.split == TRAIN  # [nnz]
         ctx.train_pairs = np.stack([data.user_of_rows()[rows], data.item[rows]], axis=1)  # [T, 2]
@@ -68,6 +70,15 @@ def item_content(data: PreparedData) -> Any:
     if "image" in items.columns and items["image"].drop_nulls().len() > 0:
         images = [None] + [str(data.root / p) if p and not Path(p).is_absolute() else p for p in items["image"].to_list()]
     return ItemContent(texts=["", *texts], images=images)
+
+
+def item_fields(data: PreparedData) -> dict[str, list[str]]:
+    """``{"title": [N+1], "text": [N+1]}`` item strings (row 0 and missing values are "")."""
+    out: dict[str, list[str]] = {}
+    for col in ("title", "text"):
+        vals = data.items[col].fill_null("").cast(str).to_list() if col in data.items.columns else []
+        out[col] = ["", *vals] if vals else [""] * (data.n_items + 1)
+    return out
 
 
 def build_model(cfg: ExperimentConfig, data: PreparedData, work_dir: str | Path | None = None) -> Recommender:

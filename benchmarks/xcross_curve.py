@@ -1,0 +1,326 @@
+"""X-Cross data-efficiency curve (issue 7): target-domain accuracy vs fraction of target users.
+
+Methods (all on the same frozen base LM, same text protocol, same frozen item tower):
+
+* ``xcross``: the source LoRA adapters side by side, layer integrators (+ nothing else) trained
+  on the target fraction;
+* ``lora``: ``lm_seqrec`` with a fresh LoRA adapter trained on the target fraction alone;
+* ``best_source``: each source adapter alone, no target training; the one with the better
+  validation NDCG@10 (on ``--val-users`` valid queries) is tested;
+* ``adapter_average``: the adapters with every integrator fixed at 1/n (static average of the
+  streams at every layer), no target training.
+
+Writes ``{"<method>": {"<fraction>": {"ndcg@10", "recall@10"}}, "params": {"<method>": n},
+"epoch_seconds": {...}, "setup": {...}}``. Resumable: every finished (method, fraction) is
+written at once (atomically) and skipped on the next run; the source adapters and the base
+item vectors are cached under ``--work``. Run pieces as separate jobs, e.g.::
+
+    python benchmarks/xcross_curve.py --json benchmarks/results/xcross_curve.json --methods sources
+    python benchmarks/xcross_curve.py --json ... --methods lora --fractions 0.25 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+METHODS = ("xcross", "lora", "best_source", "adapter_average")
+EXTRA = ("base_model",)  # reference: the base LM without any adapter, no training
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--json", required=True, type=Path)
+    p.add_argument("--methods", nargs="+", default=["sources", *METHODS],
+                   choices=["sources", *METHODS, *EXTRA])
+    p.add_argument("--fractions", nargs="+", type=float, default=[0.25, 0.5, 0.75, 1.0])
+    p.add_argument("--work", type=Path, default=REPO / "work")
+    p.add_argument("--backbone", default="minilm")
+    p.add_argument("--sources", nargs="+", default=["Food", "Kitchen"])
+    p.add_argument("--source-data", default="configs/datasets/food_kitchen.yaml")
+    p.add_argument("--target-data", default="configs/datasets/scientific.yaml")
+    p.add_argument("--source-users", type=int, default=1500, help="training sequences per source domain")
+    p.add_argument("--target-users", type=int, default=3000, help="the target pool that is '100%%'")
+    p.add_argument("--test-users", type=int, default=1000, help="test queries (fixed random subset)")
+    p.add_argument("--val-users", type=int, default=500, help="valid queries for choosing best_source")
+    p.add_argument("--history-tokens", type=int, default=64)
+    p.add_argument("--item-tokens", type=int, default=32)
+    p.add_argument("--max-len", type=int, default=20, help="history items read before the token cut")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--source-epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lora-r", type=int, default=8)
+    p.add_argument("--xcross-init", default="identity",
+                   help="integrator init of method xcross; other than identity the results go to key xcross@INIT")
+    p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("--key", default=None, help="JSON key of method xcross's results (a variant's name)")
+    p.add_argument("--force", action="store_true", help="recompute finished entries")
+    p.add_argument("--table", action="store_true", help="only print the JSON's results as a markdown table")
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------------- data
+def load(cfg_path: str, work: Path) -> Any:
+    from mosaicrec.data.prepare import ensure_prepared, load_prepare_config
+    from mosaicrec.data.schema import PreparedData
+
+    return PreparedData.load(ensure_prepared(load_prepare_config(str(REPO / cfg_path), []), work))
+
+
+def examples(data: Any, domain: int | None, n: int | None, seed: int) -> list[tuple[list[int], int]]:
+    """One example per user: (its train items before the last, restricted to ``domain``; the last).
+
+    Users need >= 2 such items; ``n`` of them are drawn with ``seed`` (nested: a smaller ``n``
+    is a prefix of a larger one)."""
+    v = data.views(("train",))
+    seqs = v.merged if domain is None else v.domain[domain]
+    out = []
+    for u in range(data.n_users):
+        s = [int(x) for x in seqs.seq(u)]
+        if len(s) >= 2:
+            out.append((s[:-1], s[-1]))
+    order = np.random.default_rng(seed).permutation(len(out))
+    return [out[i] for i in (order if n is None else order[:n])]
+
+
+def to_batch(exs: list[tuple[list[int], int]], item_domain: np.ndarray, max_len: int) -> Any:
+    import torch
+
+    from mosaicrec.data.batches import SeqBatch
+
+    B = len(exs)
+    items = torch.zeros(B, max_len, dtype=torch.long)  # [B, L] left-padded
+    targets = torch.zeros(B, max_len, dtype=torch.long)  # [B, L] target at the last position only
+    for b, (h, t) in enumerate(exs):
+        h = h[-max_len:]
+        items[b, max_len - len(h):] = torch.tensor(h)
+        targets[b, -1] = t
+    dom = torch.as_tensor(item_domain, dtype=torch.long).clamp(min=0)  # [N+1]
+    return SeqBatch(items=items, domains=dom[items], lengths=(items != 0).sum(1), users=torch.arange(B),
+                    targets=targets, target_domains=dom[targets])
+
+
+def context(data: Any, args: argparse.Namespace) -> Any:
+    from mosaicrec.models.base import ModelContext
+    from mosaicrec.training.run import item_fields
+
+    return ModelContext(n_items=data.n_items, n_users=data.n_users, n_domains=data.n_domains,
+                        item_domain=data.item_domain, max_len=args.max_len, domains=data.domains,
+                        extra={"item_fields": item_fields(data)})
+
+
+def tag(name: str) -> str:
+    """A file-name-safe id of a backbone name or folder."""
+    import hashlib
+
+    return name if name.replace("-", "").replace("_", "").isalnum() else hashlib.sha1(name.encode()).hexdigest()[:10]
+
+
+def common(args: argparse.Namespace) -> dict[str, Any]:
+    return {"backbone": args.backbone, "history_tokens": args.history_tokens, "item_tokens": args.item_tokens,
+            "item_tower": "frozen", "fields": ["title"]}
+
+
+# ---------------------------------------------------------------------- training
+def train(model: Any, exs: list[tuple[list[int], int]], args: argparse.Namespace, epochs: int,
+          item_domain: np.ndarray, log: str) -> list[float]:
+    """Adam on the trainable parameters; returns the wall seconds of every epoch."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=args.lr)
+    rng = np.random.default_rng(args.seed)
+    seconds = []
+    model.train()
+    for ep in range(epochs):
+        t0, losses = time.perf_counter(), []
+        order = rng.permutation(len(exs))
+        for s in range(0, len(exs), args.batch_size):
+            batch = to_batch([exs[i] for i in order[s:s + args.batch_size]], item_domain, args.max_len)
+            opt.zero_grad()
+            loss = model.loss(batch)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        seconds.append(time.perf_counter() - t0)
+        print(f"[{log}] epoch {ep + 1}/{epochs}: loss {np.mean(losses):.4f} "
+              f"(first batches {np.mean(losses[:5]):.4f}, last {np.mean(losses[-5:]):.4f}), "
+              f"{seconds[-1]:.0f} s, {len(exs)} sequences", flush=True)
+    model.eval()
+    return seconds
+
+
+def evaluate(model: Any, data: Any, split: str, n: int, args: argparse.Namespace) -> dict[str, float]:
+    from mosaicrec.config import EvalConfig
+    from mosaicrec.evaluation.ranking import Evaluator
+
+    ev = Evaluator(data, EvalConfig(ks=[10], mode="full", batch_size=128), split, args.max_len,
+                   cache_dir=args.work / "xcross_curve", max_queries=n, subset_seed=args.seed)
+    res = ev.evaluate(model)
+    m = res.metrics.get("overall", res.metrics)
+    return {"ndcg@10": float(m["ndcg@10"]), "recall@10": float(m.get("recall@10", m.get("hr@10"))),
+            "queries": res.n_queries, "eval_seconds": round(res.seconds, 1)}
+
+
+# ---------------------------------------------------------------------- pieces
+def source_adapters(args: argparse.Namespace) -> list[Path]:
+    import torch
+
+    from mosaicrec.models.xcross.lm_seqrec import LMSeqRec, LMSeqRecConfig
+
+    root = args.work / "xcross_curve" / f"adapters-{tag(args.backbone)}-r{args.lora_r}-n{args.source_users}"
+    paths = [root / d for d in args.sources]
+    if all((p / "adapter_config.json").exists() for p in paths):
+        return paths
+    data = load(args.source_data, args.work)
+    ctx = context(data, args)
+    for d, path in zip(args.sources, paths, strict=True):
+        if (path / "adapter_config.json").exists():
+            continue
+        torch.manual_seed(args.seed)
+        exs = examples(data, data.domains.index(d), args.source_users, args.seed)
+        model = LMSeqRec(LMSeqRecConfig(**common(args), mode="lora", lora_r=args.lora_r,
+                                        lora_alpha=2.0 * args.lora_r, loss="in_batch"), ctx)
+        secs = train(model, exs, args, args.source_epochs, data.item_domain, f"source {d}")
+        model.save_adapter(path)
+        (path / "mosaicrec_train.json").write_text(json.dumps(
+            {"domain": d, "sequences": len(exs), "epoch_seconds": secs, "trainable": model.n_trainable(),
+             "data": str(data.root), "args": {k: str(v) for k, v in vars(args).items()}}, indent=2))
+    return paths
+
+
+def item_cache(model: Any, args: argparse.Namespace, data: Any) -> None:
+    """Base-model item vectors of the target, computed once and shared by every method."""
+    from safetensors.torch import load_file, save_file
+
+    path = args.work / "xcross_curve" / f"items-{Path(str(data.root)).name}-{tag(args.backbone)}-{args.item_tokens}.safetensors"
+    if path.exists():
+        model.set_item_cache(load_file(str(path))["v"])
+        return
+    t0 = time.perf_counter()
+    v = model.item_vectors()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"v": v.contiguous()}, str(path))
+    print(f"item vectors {tuple(v.shape)} in {time.perf_counter() - t0:.0f} s -> {path}", flush=True)
+
+
+def build(method: str, args: argparse.Namespace, ctx: Any, adapters: list[Path], extra: dict[str, Any]) -> Any:
+    from mosaicrec.models.xcross.lm_seqrec import LMSeqRec, LMSeqRecConfig
+    from mosaicrec.models.xcross.model import XCross, XCrossConfig
+
+    kw = {**common(args), "loss": "full", "head": "none", **extra}
+    if method == "lora":
+        return LMSeqRec(LMSeqRecConfig(**kw, mode="lora", lora_r=args.lora_r, lora_alpha=2.0 * args.lora_r), ctx)
+    if method == "source":
+        return LMSeqRec(LMSeqRecConfig(**kw, mode="frozen"), ctx)
+    init = "average" if method == "adapter_average" else args.xcross_init
+    return XCross(XCrossConfig(**kw, adapters=[str(a) for a in adapters], integrator_init=init), ctx)
+
+
+def table(out: dict[str, Any]) -> str:
+    """Markdown: one row per method, NDCG@10 / Recall@10 per fraction, trainable parameters."""
+    fracs = sorted({k for m in (*METHODS, *EXTRA) for k in out.get(m, {})}, key=float)  # xcross@* share them
+    head = "| method | trainable params | " + " | ".join(f"{float(f):.0%} NDCG@10 / R@10" for f in fracs) + " | s/epoch |"
+    rows = [head, "|---|---:|" + "---:|" * len(fracs) + "---|"]
+    for m in (*METHODS, *EXTRA, *sorted(k for k in out if k.startswith("xcross@"))):
+        if m not in out:
+            continue
+        cells = [f"{out[m][f]['ndcg@10']:.4f} / {out[m][f]['recall@10']:.4f}" if f in out[m] else "-" for f in fracs]
+        secs = out.get("epoch_seconds", {}).get(m, {})
+        st = ", ".join(f"{float(f):.0%}: {np.mean(v):.0f}" for f, v in sorted(secs.items(), key=lambda x: float(x[0])))
+        rows.append(f"| {m} | {out['params'].get(m, '-'):,} | " + " | ".join(cells) + f" | {st or 'no training'} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+
+    from mosaicrec.utils import write_json
+
+    args = parse(argv)
+    if args.table:
+        print(table(json.loads(args.json.read_text())))
+        return
+    args.work = args.work.resolve()
+    out: dict[str, Any] = json.loads(args.json.read_text()) if args.json.exists() else {}
+    out.setdefault("params", {})
+    out.setdefault("epoch_seconds", {})
+    setup = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                    if k not in ("json", "methods", "fractions", "force", "work", "table", "xcross_init", "key")}
+    if not args.key:  # a named variant (other lr, ...) records its settings in its entries only
+        out["setup"] = setup
+    out.setdefault("setup", setup)
+
+    def save() -> None:
+        write_json(args.json, out)
+
+    adapters = source_adapters(args)
+    out["setup"]["source_adapters"] = {p.name: json.loads((p / "mosaicrec_train.json").read_text())["epoch_seconds"]
+                                       for p in adapters if (p / "mosaicrec_train.json").exists()}
+    save()
+    target = load(args.target_data, args.work)
+    ctx = context(target, args)
+    pool = examples(target, None, args.target_users, args.seed)
+    fr_keys = [f"{f:g}" for f in args.fractions]
+    for method in [m for m in args.methods if m != "sources"]:
+        key = f"xcross@{args.xcross_init}" if method == "xcross" and args.xcross_init != "identity" else method
+        if method == "xcross" and args.key:
+            key = args.key
+        res = out.setdefault(key, {})
+        if method in ("best_source", "adapter_average", "base_model"):  # no target training: same for every fraction
+            if all(k in res for k in fr_keys) and not args.force:
+                continue
+            if method == "best_source":
+                best: tuple[float, str, Any] | None = None
+                for a in adapters:
+                    model = build("source", args, ctx, adapters, {"init_adapter": str(a)})
+                    item_cache(model, args, target)
+                    val = evaluate(model, target, "valid", args.val_users, args)
+                    print(f"[best_source] {a.name}: valid ndcg@10 {val['ndcg@10']:.4f}", flush=True)
+                    if best is None or val["ndcg@10"] > best[0]:
+                        best = (val["ndcg@10"], a.name, model)
+                assert best is not None
+                model, chosen = best[2], best[1]
+            elif method == "base_model":
+                model, chosen = build("source", args, ctx, adapters, {}), None
+                item_cache(model, args, target)
+            else:
+                model, chosen = build("adapter_average", args, ctx, adapters, {}), None
+                item_cache(model, args, target)
+            test = evaluate(model, target, "test", args.test_users, args)
+            if chosen:
+                test["source"] = chosen
+            print(f"[{method}] test {test}", flush=True)
+            for k in fr_keys:
+                res[k] = test
+            out["params"][method] = 0
+            save()
+            continue
+        for f, k in zip(args.fractions, fr_keys, strict=True):
+            if k in res and not args.force:
+                continue
+            torch.manual_seed(args.seed)
+            model = build(method, args, ctx, adapters, {})
+            item_cache(model, args, target)
+            exs = pool[: max(1, round(f * len(pool)))]
+            secs = train(model, exs, args, args.epochs, target.item_domain, f"{method} {k}")
+            test = evaluate(model, target, "test", args.test_users, args)
+            test.update(train_sequences=len(exs), epochs=args.epochs, lr=args.lr)
+            if method == "xcross":
+                test["integrator_init"] = args.xcross_init
+            print(f"[{key} {k}] test {test}", flush=True)
+            res[k] = test
+            out["params"][key] = model.n_trainable()
+            out["epoch_seconds"].setdefault(key, {})[k] = [round(s, 1) for s in secs]
+            save()
+
+
+if __name__ == "__main__":
+    main()
