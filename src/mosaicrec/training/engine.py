@@ -44,8 +44,10 @@ def write_run_header(cfg: ExperimentConfig, run_dir: Path, data: PreparedData, w
     cfg_path = run_dir / "config.yaml"
     if resume and cfg_path.exists():
         old = load_config(run_dir)
-        if old.model_dump(exclude={"train": {"epochs"}}) != cfg.model_dump(exclude={"train": {"epochs"}}):
-            raise ConfigError(f"{cfg_path}: --resume with a different config (only train.epochs may change)")
+        # `expected` (bench --check ranges) does not affect training.
+        same = {"train": {"epochs"}, "expected": True}
+        if old.model_dump(exclude=same) != cfg.model_dump(exclude=same):  # type: ignore[arg-type]
+            raise ConfigError(f"{cfg_path}: --resume with a different config (only train.epochs and expected may change)")
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(cfg_path) as tmp:
         tmp.write_text(dump_yaml(cfg))
