@@ -64,12 +64,13 @@ def item_content(data: PreparedData) -> Any:
     """Item text (``text``, else ``title``) and image paths by item id, for models reading raw content."""
     from mosaicrec.models.molar.items import ItemContent
 
+    fields = item_fields(data)  # [N+1] each, row 0 = ""
+    texts = [t or ti for t, ti in zip(fields["text"], fields["title"], strict=True)]
     items = data.items
-    texts = [str(t or "") or str(ti or "") for t, ti in zip(items["text"].to_list(), items["title"].to_list(), strict=True)]
     images: list[str | None] = []
     if "image" in items.columns and items["image"].drop_nulls().len() > 0:
         images = [None] + [str(data.root / p) if p and not Path(p).is_absolute() else p for p in items["image"].to_list()]
-    return ItemContent(texts=["", *texts], images=images)
+    return ItemContent(texts=texts, images=images)
 
 
 def item_fields(data: PreparedData) -> dict[str, list[str]]:
