@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from mosaicrec.models.base import ModelContext
-from mosaicrec.models.cf.base import CFConfig, CFRecommender, bpr_loss, l2_reg
+from mosaicrec.models.cf.base import CFConfig, CFRecommender, bpr_loss, id_embeddings, l2_reg
 from mosaicrec.registry import MODELS
 
 
@@ -20,10 +19,7 @@ class BPRMF(CFRecommender):
 
     def __init__(self, cfg: BPRMFConfig, ctx: ModelContext) -> None:
         super().__init__(cfg, ctx)
-        self.user_emb = nn.Embedding(ctx.n_users, cfg.dim)
-        self.item_emb = nn.Embedding(ctx.n_items + 1, cfg.dim)
-        nn.init.xavier_uniform_(self.user_emb.weight)
-        nn.init.xavier_uniform_(self.item_emb.weight)
+        self.user_emb, self.item_emb = id_embeddings(ctx.n_users, ctx.n_items, cfg.dim)
 
     def forward_all(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         return self.user_emb.weight, self.item_emb.weight  # [U, D], [N+1, D]

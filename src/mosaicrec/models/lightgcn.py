@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import torch
 from pydantic import Field
-from torch import nn
 
 from mosaicrec.models.base import ModelContext
-from mosaicrec.models.cf.base import CFConfig, CFRecommender, bpr_loss, l2_reg
+from mosaicrec.models.cf.base import CFConfig, CFRecommender, bpr_loss, id_embeddings, l2_reg
 from mosaicrec.models.cf.graph import propagate
 from mosaicrec.registry import MODELS
 
@@ -24,10 +23,7 @@ class LightGCN(CFRecommender):
 
     def __init__(self, cfg: LightGCNConfig, ctx: ModelContext) -> None:
         super().__init__(cfg, ctx)
-        self.user_emb = nn.Embedding(ctx.n_users, cfg.dim)
-        self.item_emb = nn.Embedding(ctx.n_items + 1, cfg.dim)
-        nn.init.xavier_uniform_(self.user_emb.weight)
-        nn.init.xavier_uniform_(self.item_emb.weight)
+        self.user_emb, self.item_emb = id_embeddings(ctx.n_users, ctx.n_items, cfg.dim)
 
     def forward_all(self, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         ego = torch.cat([self.user_emb.weight, self.item_emb.weight])  # [U+N+1, D]

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field
+from torch import nn
 from torch.utils.data import Dataset
 
 from mosaicrec.config import StrictModel
@@ -71,6 +72,14 @@ def pairs_to_batch(rows: np.ndarray | list[np.ndarray], item_domain: np.ndarray 
         dom = torch.as_tensor(np.maximum(item_domain[pos.numpy()], 0).astype(np.int64))  # [B, 1]
     return SeqBatch(items=pos, domains=dom, lengths=torch.ones(len(arr), dtype=torch.long), users=users,
                     targets=pos.clone(), target_domains=dom.clone())
+
+
+def id_embeddings(n_users: int, n_items: int, dim: int) -> tuple[nn.Embedding, nn.Embedding]:
+    """Free user [U, dim] and item [N+1, dim] embedding tables, Xavier-uniform initialised."""
+    users, items = nn.Embedding(n_users, dim), nn.Embedding(n_items + 1, dim)
+    nn.init.xavier_uniform_(users.weight)
+    nn.init.xavier_uniform_(items.weight)
+    return users, items
 
 
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
