@@ -255,17 +255,30 @@ def test_images_local_files_are_served_and_urls_passed_through(toy_root, tmp_pat
         assert c.get("/images/9999").status_code == 404
 
 
-def test_length_buckets_split_once_where_it_saves_padding(toy_data):
-    from mosaicrec.serving.service import Query
+def test_length_buckets_split_where_the_estimated_cost_is_smallest(toy_data):
+    from math import inf
 
-    svc = make_service(toy_data)  # max_len 5: a forward pass costs 5 // 4 = 1 padded position
+    from mosaicrec.serving.service import Query, length_buckets
+
+    # forward cost 1 position, attention negligible (span inf): a pass costs rows * longest + 1
+    assert length_buckets([1, 5, 1, 5], 1, inf) == [[0, 2], [1, 3]]  # 2*1 + 1 + 2*5 + 1 = 14 < 4*5 + 1 = 21
+    assert length_buckets([4, 5], 1, inf) == [[0, 1]]  # 2*5 + 1 = 11, not more than 4 + 1 + 5 + 1 = 11
+    assert length_buckets([3], 1, inf) == [[0]]
+    assert length_buckets([100, 1, 10], 1, inf) == [[1], [2], [0]]  # 2 + 11 + 101 = 114 < 122 for [1, 10] + [100]
+    assert length_buckets([100, 1, 10], 200, inf) == [[1, 2, 0]]  # 3*100 + 200 = 500 < 520 for [1, 10] + [100]
+    # the attention term makes long rows dearer: a row of length L costs L * (1 + L / 40)
+    # one pass: 3 * 40 * 2 + 50 = 290 > two: 2 * 20 * 1.5 + 50 + 40 * 2 + 50 = 240
+    assert length_buckets([20, 40, 20], 50, 40) == [[0, 2], [1]]
+    assert length_buckets([20, 40, 20], 50, inf) == [[0, 2, 1]]  # without it: 3*40 + 50 = 170 < 40 + 50 + 40 + 50
+
+    svc = make_service(toy_data)
 
     def q(n):
         return Query(list(range(1, n + 1)), [0] * n, None, 1, set(), False)
 
-    assert svc.buckets([q(1), q(5), q(1), q(5)]) == [[0, 2], [1, 3]]  # cost 2*1 + 2*5 + 1 = 13 < 20
-    assert svc.buckets([q(4), q(5)]) == [[0, 1]]  # 4 + 5 + 1 = 10, not < 10
     assert svc.buckets([q(3)]) == [[0]]
+    assert sorted(map(sorted, svc.buckets([q(1), q(5), q(1), q(5)]))) == sorted(
+        map(sorted, length_buckets([1, 5, 1, 5], svc.cfg.bucket_forward_cost, svc.cfg.bucket_attention_span)))
     fixed = make_service(toy_data, padding="max_len")
     assert fixed.buckets([q(1), q(5), q(1), q(5)]) == [[0, 1, 2, 3]]
 

@@ -40,6 +40,12 @@ class ServeConfig(StrictModel):
         "auto", description="pad batches to max_len (as the evaluator), to the longest history in the batch, "
                             "or auto: longest when a start-up check shows the model's output does not change")
     index: IndexConfig = Field(default_factory=IndexConfig)
+    bucket_forward_cost: float = Field(
+        150.0, ge=0, description="padding 'longest': the fixed cost of one forward pass, in padded history "
+                                 "positions, when a micro-batch is split into forward passes by history length")
+    bucket_attention_span: float = Field(
+        350.0, gt=0, description="padding 'longest': a padded row of length L costs L * (1 + L / span) "
+                                 "positions (the attention part grows with L); see length_buckets")
     fast_path: bool = Field(True, description="answer POST /recommend in a lean ASGI handler (same checks and "
                                               "answers) instead of FastAPI's routing; False = the FastAPI route")
     gc_freeze: bool = Field(True, description="at start-up, move every object loaded so far (model, tables, "
@@ -322,19 +328,12 @@ class Service:
 
     def buckets(self, queries: list[Query]) -> list[list[int]]:
         """Rows of ``queries`` per forward pass: all together, or, when padding to the longest
-        history, split once by length where that saves more padded positions than a forward
-        pass costs (``max_len // 4`` positions), e.g. lengths [3, 5, 200, 200] -> [[0, 1], [2, 3]]."""
-        n = len(queries)
-        if self.padding != "longest" or n < 2:
-            return [list(range(n))]
-        order = sorted(range(n), key=lambda r: len(queries[r].items))
-        lens = [len(queries[r].items) for r in order]
-        best_cost, best_split = n * lens[-1], n
-        for split in range(1, n):
-            cost = split * lens[split - 1] + (n - split) * lens[-1] + self.max_len // 4
-            if cost < best_cost:
-                best_cost, best_split = cost, split
-        return [order[:best_split], order[best_split:]] if best_split < n else [list(range(n))]
+        history, grouped by length so as to minimise the estimated cost of the forward passes
+        (:func:`length_buckets`), e.g. lengths [3, 5, 200, 200] -> [[0, 1], [2, 3]]."""
+        if self.padding != "longest" or len(queries) < 2:
+            return [list(range(len(queries)))]
+        return length_buckets([len(q.items) for q in queries], self.cfg.bucket_forward_cost,
+                              self.cfg.bucket_attention_span)
 
     def _answer_by_score(self, queries: list[Query], batch: Any) -> list[Answer]:
         import torch
@@ -444,6 +443,36 @@ class Service:
             "batching": {"enabled": self.cfg.batching, "max_batch": self.cfg.max_batch,
                          "max_wait_ms": self.cfg.max_wait_ms},
         }
+
+
+def length_buckets(lengths: list[int], forward_cost: float, span: float) -> list[list[int]]:
+    """Positions of ``lengths`` grouped into forward passes of similar length (padded to their longest).
+
+    A pass over ``n`` rows padded to length ``L`` is estimated to cost ``n * L * (1 + L / span) +
+    forward_cost`` (linear layers per position, attention per position growing with ``L``, and a
+    fixed per-pass cost; both constants are in padded positions). Rows sorted by length are cut
+    where the total estimate is smallest (exact dynamic programme over the cut points, O(n^2)).
+    With SASRec (64-d, 2 blocks) on one thread the measured cost of a forward pass was
+    1.21 us * n * L + 0.00345 us * n * L^2 + 190 us, i.e. span 350 and forward_cost 157 positions.
+    Example (forward_cost 1, span large): lengths [1, 5, 1, 5] -> [[0, 2], [1, 3]].
+    """
+    order = sorted(range(len(lengths)), key=lambda r: lengths[r])
+    lens = [lengths[r] for r in order]
+    n = len(lens)
+    best = [0.0] + [float("inf")] * n  # best[j]: cheapest cost of the first j sorted rows
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        per_row = lens[j - 1] * (1.0 + lens[j - 1] / span)  # every row of a bucket ending at j pays this
+        for i in range(j):
+            cost = best[i] + (j - i) * per_row + forward_cost
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    groups: list[list[int]] = []
+    j = n
+    while j > 0:
+        groups.append(order[cut[j]:j])
+        j = cut[j]
+    return groups[::-1]
 
 
 def _row(explained: dict[str, Any] | None, r: int, b: int) -> dict[str, Any] | None:
