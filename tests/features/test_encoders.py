@@ -37,9 +37,12 @@ def test_minilm_similar_products_are_closer(minilm) -> None:
     for a, b in [(0, 1), (2, 3), (4, 5)]:
         others = [j for j in range(6) if j not in (a, b)]
         assert sim[a, b] > sim[a, others].max(), (titles[a], titles[b])
-    # batched = one by one
-    single = np.concatenate([minilm.encode_texts([t]) for t in titles[:3]])
-    np.testing.assert_allclose(single, v[:3], atol=1e-5)
+    # batched = one by one (the default precision: bfloat16 on CPUs with native bfloat16, where a
+    # batch and a single text round their products differently)
+    single = np.concatenate([minilm.encode_texts([t]) for t in titles])
+    tol = 1e-5 if minilm.cfg.precision == "float32" else 4e-3
+    np.testing.assert_allclose(single, v, atol=tol)
+    assert (single * v).sum(1).min() > 0.9999
 
 
 def test_efficientnet_real_photos() -> None:
@@ -113,21 +116,42 @@ def test_token_batches_hand_example() -> None:
     assert token_batches([], 4, 100) == []
 
 
-def test_minilm_bucketed_equals_sentence_transformers(minilm) -> None:
-    """Length-bucketed batches (one long outlier among short titles) give what
-    SentenceTransformer.encode gives, in the input order; bfloat16 autocast stays within a
-    cosine of 0.999 of float32 and is recorded in the manifest identity."""
+def test_minilm_bucketed_equals_sentence_transformers() -> None:
+    """Length-bucketed batches (one long outlier among short titles) with the short-text attention
+    give what SentenceTransformer.encode (its own sdpa attention) gives, in the input order;
+    bfloat16 autocast stays within a cosine of 0.999 of float32 and is recorded in the manifest
+    identity; one by one equals batched."""
     titles = [f"Stainless steel mixing bowl set {i}" for i in range(9)]
     titles.insert(4, "Deluxe " + " ".join(f"part{i}" for i in range(120)) + " kitchen organiser")
-    enc = build_encoder("minilm", batch_size=4, max_batch_tokens=64)
-    ref = minilm.load().encode(titles, batch_size=32, normalize_embeddings=True)  # [10, 384]
+    titles.append("Chef knife " * 40)  # 81 tokens: above the short-text limit, the sdpa branch
+    plain = build_encoder("minilm", precision="float32", attention="model")
+    ref = plain.load().encode(titles, batch_size=32, normalize_embeddings=True)  # [11, 384]
+    assert plain.load()[0].auto_model.config._attn_implementation == "sdpa"
+    enc = build_encoder("minilm", batch_size=4, max_batch_tokens=64, precision="float32")
+    assert enc.load()[0].auto_model.config._attn_implementation == "mosaicrec_text"
     got = enc.encode_texts(titles)
     np.testing.assert_allclose(got, ref, atol=1e-5)
+    np.testing.assert_allclose(np.concatenate([enc.encode_texts([t]) for t in titles]), got, atol=1e-5)
     assert enc.encode_texts([]).shape == (0, 384)
     bf16 = build_encoder("minilm", batch_size=4, precision="bfloat16")
     cos = (bf16.encode_texts(titles) * ref).sum(1)
     assert cos.min() > 0.999, cos
     assert "precision" not in enc.describe() and bf16.describe()["precision"] == "bfloat16"
+
+
+def test_auto_precision_is_bfloat16_only_for_sentence_encoders_on_bfloat16_cpus(monkeypatch, clip_dir: Path) -> None:
+    from mosaicrec.features.encoders import base
+
+    monkeypatch.setattr(base, "cpu_has_native_bfloat16", lambda: True)
+    assert build_encoder("minilm").cfg.precision == "bfloat16"
+    assert build_encoder("sentence", model="x").cfg.precision == "bfloat16"
+    assert build_encoder("minilm", precision="float32").cfg.precision == "float32"
+    assert build_encoder("minilm", device="cuda").cfg.precision == "float32"
+    assert build_encoder("clip", model=str(clip_dir)).cfg.precision == "float32"
+    assert build_encoder("lm").cfg.precision == "float32"
+    monkeypatch.setattr(base, "cpu_has_native_bfloat16", lambda: False)
+    assert build_encoder("minilm").cfg.precision == "float32"
+    assert "precision" not in build_encoder("minilm").describe()  # float32 keeps its manifest identity
 
 
 def test_bfloat16_precision_applies_to_clip_and_lm(clip_dir: Path, tmp_path: Path) -> None:

@@ -28,8 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-normalize", action="store_true", help="keep raw (not L2-normalised) vectors")
     p.add_argument("--max-length", type=int, default=None, help="token limit for texts")
-    p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
-                   help="bfloat16: forward pass under torch.autocast (faster on CPUs with AVX512-BF16/AMX)")
+    p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
+                   help="bfloat16: forward pass under torch.autocast (faster on CPUs with AVX512-BF16/AMX); "
+                        "auto: bfloat16 for sentence-transformers encoders on such CPUs, else float32")
     p.add_argument("--max-batch-tokens", type=int, default=1024,
                    help="text batches: at most this many padded tokens (texts are length-sorted); 0 = no limit")
     p.add_argument("--joiner", default=". ", help="glue between the parts of a '+' field")

@@ -25,9 +25,15 @@ class EncoderConfig(StrictModel):
     normalize: bool = Field(True, description="L2-normalise the output vectors")
     max_length: int | None = Field(None, ge=1, description="token limit for text inputs")
     pooling: Literal["mean", "last"] = Field("mean", description="token pooling of the `lm` encoder")
-    precision: Literal["float32", "bfloat16"] = Field(
-        "float32", description="bfloat16: run the forward pass under torch.autocast(bfloat16) (much faster on "
-                               "CPUs with AVX512-BF16/AMX and on GPUs; see docs/features.md for the accuracy effect)")
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="bfloat16: run the forward pass under torch.autocast(bfloat16) (much faster on "
+                            "CPUs with AVX512-BF16/AMX and on GPUs; see docs/features.md for the accuracy effect); "
+                            "auto: bfloat16 for the sentence-transformers text encoders on a CPU with native "
+                            "bfloat16 (AVX512-BF16 or AMX), float32 otherwise and for every other encoder")
+    attention: Literal["auto", "model"] = Field(
+        "auto", description="sentence-transformers encoders on the CPU: auto = plain matmul-softmax attention for "
+                            "texts of at most 64 tokens and the model's sdpa kernel above (encoders/attention.py); "
+                            "model = the model's own attention implementation")
     max_batch_tokens: int | None = Field(
         1024, ge=1, description="sentence-transformers encoders: batches are formed from length-sorted texts with at most this "
                                 "many padded tokens (and at most batch_size texts); None = batch_size only")
@@ -38,9 +44,14 @@ class Encoder:
 
     modalities: ClassVar[tuple[Literal["text", "image"], ...]] = ("text",)
     default_model: ClassVar[str] = ""
+    bfloat16_by_default: ClassVar[bool] = False  # precision "auto" -> bfloat16 on CPUs with native bfloat16
 
     def __init__(self, cfg: EncoderConfig | None = None, **kwargs: Any) -> None:
-        self.cfg = cfg or EncoderConfig(**kwargs)
+        cfg = cfg or EncoderConfig(**kwargs)
+        if cfg.precision == "auto":  # resolved once: the manifest and the forward pass see the real precision
+            bf16 = self.bfloat16_by_default and cfg.device == "cpu" and cpu_has_native_bfloat16()
+            cfg = cfg.model_copy(update={"precision": "bfloat16" if bf16 else "float32"})
+        self.cfg = cfg
         self._model: Any = None
 
     # ----------------------------------------------------------------- identity
@@ -87,6 +98,16 @@ class Encoder:
 
     def supports(self, modality: str) -> bool:
         return modality in self.modalities
+
+
+def cpu_has_native_bfloat16() -> bool:
+    """True when this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX) as seen by oneDNN."""
+    import torch
+
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def bf16_linear_weights(model: Any) -> None:
