@@ -78,9 +78,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(run_dir: Path, port: int, extra: list[str], log: Path) -> subprocess.Popen[str]:
-    """``mosaicrec serve`` in a subprocess (its output goes to ``log``), once /health answers."""
+def start_server(run_dir: Path, port: int, extra: list[str], log: Path, threads: int | None = None) -> subprocess.Popen[str]:
+    """``mosaicrec serve`` in a subprocess (its output goes to ``log``), once /health answers.
+    ``threads``: OMP/MKL threads of the server process (all its libraries, not only torch)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    if threads is not None:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     cmd = [sys.executable, "-m", "mosaicrec", "serve", str(run_dir), "--port", str(port), *extra]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
@@ -257,13 +260,13 @@ def batch_stats(url: str) -> dict[str, Any]:
 class Server:
     """A ``mosaicrec serve`` subprocess on a free loopback port."""
 
-    def __init__(self, run_dir: Path, extra: list[str], label: str) -> None:
+    def __init__(self, run_dir: Path, extra: list[str], label: str, threads: int | None = None) -> None:
         import psutil
 
         self.label, self.port = label, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(tempfile.gettempdir()) / f"serve_load-{self.port}.log"
-        self.proc = start_server(run_dir, self.port, extra, self.log)
+        self.proc = start_server(run_dir, self.port, extra, self.log, threads)
         self.ps = psutil.Process(self.proc.pid)
 
     def measure(self, bodies: list[dict[str, Any]], c: int, n: int, limit: float, client: str) -> dict[str, Any]:
@@ -294,8 +297,8 @@ def run_all(args: argparse.Namespace, bodies: list[dict[str, Any]]) -> dict[str,
     """Levels on the batched server; then batched vs unbatched at 32 clients in alternating rounds,
     so that both see the same machine (the load of a shared machine drifts within minutes)."""
     common = ["--threads", str(args.threads), "--max-batch", str(args.max_batch)]
-    batched = Server(args.run_dir, [*common, "--max-wait-ms", str(args.max_wait_ms)], "batched")
-    unbatched = Server(args.run_dir, [*common, "--no-batching"], "unbatched")
+    batched = Server(args.run_dir, [*common, "--max-wait-ms", str(args.max_wait_ms)], "batched", args.threads)
+    unbatched = Server(args.run_dir, [*common, "--no-batching"], "unbatched", args.threads)
     results: dict[str, Any] = {}
     try:
         for srv in (batched, unbatched):
