@@ -274,7 +274,7 @@ def test_length_buckets_split_where_the_estimated_cost_is_smallest(toy_data):
     svc = make_service(toy_data)
 
     def q(n):
-        return Query(list(range(1, n + 1)), [0] * n, None, 1, set(), False)
+        return Query(list(range(1, n + 1)), None, 1, set(), False)
 
     assert svc.buckets([q(3)]) == [[0]]
     assert sorted(map(sorted, svc.buckets([q(1), q(5), q(1), q(5)]))) == sorted(

@@ -66,8 +66,7 @@ class RequestError(ValueError):
 class Query:
     """A resolved request, ready for the model."""
 
-    items: list[int]  # item indexes, oldest first, at most max_len
-    domains: list[int]
+    items: list[int]  # item indexes, oldest first, at most max_len (their domains: Service.item_domain)
     target_domain: int | None
     k: int
     exclude: set[int]
@@ -235,7 +234,7 @@ class Service:
             exclude |= set(self.data.item[self.data.indptr[user]:self.data.indptr[user + 1]].tolist())
         ids = ids[-self.max_len:]
         target = self.domain_index(req.domain) if req.domain is not None else None
-        return Query(items=ids, domains=[self.item_domain[i] for i in ids], target_domain=target, k=req.k,
+        return Query(items=ids, target_domain=target, k=req.k,
                      exclude=exclude, explain=req.explain, truncated=truncated, warnings=warnings,
                      user=user or 0)
 
@@ -279,18 +278,27 @@ class Service:
         longest = (padding or getattr(self, "padding", "max_len")) == "longest"
         length = max(1, *(len(q.items) for q in queries)) if longest else self.max_len
         items = np.zeros((b, length), dtype=np.int64)  # [B, L]
-        doms = np.zeros((b, length), dtype=np.int64)  # [B, L]
         for r, q in enumerate(queries):
-            n = len(q.items)
-            items[r, length - n:] = q.items
-            doms[r, length - n:] = q.domains
-        tdom = [q.target_domain if q.target_domain is not None else (q.domains[-1] if q.domains else 0)
-                for q in queries]
+            if q.items:
+                items[r, length - len(q.items):] = q.items
+        doms = self._domain_of_items()[items]  # [B, L]; padding (item 0) -> 0
+        tdom = [q.target_domain if q.target_domain is not None else (int(doms[r, -1]) if q.items else 0)
+                for r, q in enumerate(queries)]
         return SeqBatch(items=torch.from_numpy(items), domains=torch.from_numpy(doms),
                         lengths=torch.tensor([len(q.items) for q in queries], dtype=torch.int64),
                         users=torch.tensor([q.user for q in queries], dtype=torch.int64),
                         targets=torch.zeros(b, dtype=torch.int64),
                         target_domains=torch.tensor(tdom, dtype=torch.int64))
+
+    def _domain_of_items(self) -> np.ndarray:
+        """[N+1] int64: the domain of each item index, 0 for the padding index 0 (cached; rebuilt
+        when items were added)."""
+        arr = getattr(self, "_domain_arr", None)
+        if arr is None or len(arr) != len(self.item_domain):
+            arr = np.asarray(self.item_domain, dtype=np.int64)
+            arr[0] = 0
+            self._domain_arr = arr
+        return arr
 
     def answer(self, queries: list[Query]) -> list[Answer]:
         """Forward passes for ``queries`` (one per length bucket), then one index search per domain."""
@@ -370,7 +378,7 @@ class Service:
         for u, n in zip(users[:8], lengths, strict=False):
             rows = slice(int(self.data.indptr[u]), int(self.data.indptr[u + 1]))
             items = [int(i) for i in self.data.item[rows][-min(n, self.max_len):]]
-            qs.append(Query(items, [self.item_domain[i] for i in items], None, 1, set(), False))
+            qs.append(Query(items, None, 1, set(), False))
         return qs
 
     def _check_padding(self) -> str:
