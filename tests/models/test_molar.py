@@ -20,7 +20,7 @@ from mosaicrec.models.molar import align as A
 from mosaicrec.models.molar import items as I
 from mosaicrec.models.molar.backbone import load_backbone
 from mosaicrec.models.molar.config import BackboneConfig, ItemEncoderConfig
-from mosaicrec.models.molar.model import Molar
+from mosaicrec.models.molar.model import Molar, normaliser
 
 
 @pytest.fixture(scope="module")
@@ -191,6 +191,36 @@ def test_frozen_item_table_is_cached_on_disk_by_content(llama_dir, tmp_path, mon
     ctx3.extra["item_content"].texts[3] = "something else"
     with pytest.raises(pytest.fail.Exception, match="recomputed"):
         Molar(cfg, ctx3).ensure_item_table()
+
+
+def test_normaliser_whitens_or_standardises():
+    x = torch.tensor([[0.0, 0.0], [2.0, 4.0]])  # unbiased std [sqrt(2), 2 sqrt(2)]
+    w = normaliser(x, "standardise", 0.0)
+    torch.testing.assert_close(w, torch.diag(torch.tensor([1 / math.sqrt(2), 1 / (2 * math.sqrt(2))])),
+                               atol=1e-5, rtol=1e-5)
+    g = torch.Generator().manual_seed(0)
+    mix = torch.tensor([[3.0, 0.0, 0.0], [2.9, 0.1, 0.0], [0.0, 1.0, 0.5]])  # strongly correlated columns
+    y = torch.randn(500, 3, generator=g) @ mix  # [500, 3]
+    z = (y - y.mean(0)) @ normaliser(y, "whiten", 0.0)  # [500, 3]
+    torch.testing.assert_close(z.T @ z / 499, torch.eye(3), atol=1e-4, rtol=1e-4)
+    # rank-deficient table (fewer items than dimensions) stays finite
+    assert torch.isfinite(normaliser(torch.randn(4, 8, generator=g), "whiten", 1e-4)).all()
+
+
+def test_frozen_items_reach_the_adapter_whitened():
+    torch.manual_seed(0)
+    ctx = Molar.example_context(n_items=80, max_len=8)  # more items than the 32 hidden dimensions
+    model = Molar(Molar.example_config(), ctx)
+    z = model._raw_items(torch.arange(1, 81))  # [80, 32]
+    torch.testing.assert_close(z.mean(0), torch.zeros(32), atol=2e-3, rtol=0)
+    # the random tiny LM's states span ~14 directions; those are whitened (eigenvalue 1), the
+    # near-null rest is damped by the eigenvalue floor (never amplified above 1)
+    lam = torch.linalg.eigvalsh(z.T @ z / 79)  # [32]
+    assert lam.max() < 1.01 and int(((lam - 1).abs() < 0.01).sum()) >= 10
+    std = Molar(Molar.example_config(item_encoder={"cache": False, "normalise": "standardise"}), ctx)
+    zs = std._raw_items(torch.arange(1, 81))  # [80, 32]
+    torch.testing.assert_close(zs.std(0), torch.ones(32), atol=1e-4, rtol=0)
+    assert torch.linalg.eigvalsh(zs.T @ zs / 79).max() > 5  # standardised but correlated: not white
 
 
 def test_backbone_layers_are_cut():
