@@ -252,3 +252,33 @@ def test_param_groups_give_new_layers_their_own_learning_rate():
     assert all(names[id(p)].startswith("user_lm.") for p in back["params"])
     assert {"user_token", "in_proj.weight", "item_proj.weight", "logit_scale"} <= {names[id(p)] for p in head["params"]}
     assert len(back["params"]) + len(head["params"]) == sum(p.requires_grad for p in model.parameters())
+
+
+# ---- training-free diagnostics of the item table ------------------------------------------------------
+def test_last_item_knn_hand_computed():
+    from mosaicrec.data.schema import TEST, TRAIN, VALID
+    from mosaicrec.models.molar.diagnose import last_item_knn
+
+    table = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.1, 1.0]])  # row 0 = padding
+    # user 0: 1 2 | 3 (last 2, target 3: nearest to 2 -> rank 0); user 1: 3 | 1 (nearest to 3 is 2 -> rank 1);
+    # user 2: no test row; user 3: test at its first position (no history): both skipped
+    item = np.array([1, 2, 3, 3, 1, 2, 1], dtype=np.int32)
+    split = np.array([TRAIN, VALID, TEST, TRAIN, TEST, TRAIN, TEST], dtype=np.int8)
+    indptr = np.array([0, 3, 5, 6, 7])
+    nd, hr, n = last_item_knn(indptr, item, split, table[1:], k=10)
+    assert n == 2 and hr == 1.0 and nd == pytest.approx((1.0 + 1.0 / math.log2(3)) / 2)
+    assert last_item_knn(indptr, item, split, table[1:], k=1)[:2] == (0.5, 0.5)
+
+
+def test_diagnose_normalisations():
+    from mosaicrec.models.molar.diagnose import normalised, top_variance_share
+
+    rng = np.random.default_rng(0)
+    table = np.vstack([np.zeros((1, 3)), rng.normal(size=(400, 3)) @ np.array([[3.0, 0, 0], [2.9, 0.1, 0], [0, 1, 0.5]])])
+    w = normalised(table, "whiten", eps=0.0)  # [400, 3]
+    np.testing.assert_allclose(w.T @ w / 399, np.eye(3), atol=1e-8)
+    np.testing.assert_allclose(normalised(table, "standardise").std(0, ddof=1), np.ones(3), atol=1e-5)
+    assert top_variance_share(w, k=1) == pytest.approx(1 / 3)
+    assert top_variance_share(table[1:], k=1) > 0.9
+    with pytest.raises(ValueError, match="normalisation"):
+        normalised(table, "pca")
