@@ -20,7 +20,7 @@ from mosaicrec.models.molar import align as A
 from mosaicrec.models.molar import items as I
 from mosaicrec.models.molar.backbone import load_backbone
 from mosaicrec.models.molar.config import BackboneConfig, ItemEncoderConfig
-from mosaicrec.models.molar.model import Molar
+from mosaicrec.models.molar.model import Molar, normaliser
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +193,36 @@ def test_frozen_item_table_is_cached_on_disk_by_content(llama_dir, tmp_path, mon
         Molar(cfg, ctx3).ensure_item_table()
 
 
+def test_normaliser_whitens_or_standardises():
+    x = torch.tensor([[0.0, 0.0], [2.0, 4.0]])  # unbiased std [sqrt(2), 2 sqrt(2)]
+    w = normaliser(x, "standardise", 0.0)
+    torch.testing.assert_close(w, torch.diag(torch.tensor([1 / math.sqrt(2), 1 / (2 * math.sqrt(2))])),
+                               atol=1e-5, rtol=1e-5)
+    g = torch.Generator().manual_seed(0)
+    mix = torch.tensor([[3.0, 0.0, 0.0], [2.9, 0.1, 0.0], [0.0, 1.0, 0.5]])  # strongly correlated columns
+    y = torch.randn(500, 3, generator=g) @ mix  # [500, 3]
+    z = (y - y.mean(0)) @ normaliser(y, "whiten", 0.0)  # [500, 3]
+    torch.testing.assert_close(z.T @ z / 499, torch.eye(3), atol=1e-4, rtol=1e-4)
+    # rank-deficient table (fewer items than dimensions) stays finite
+    assert torch.isfinite(normaliser(torch.randn(4, 8, generator=g), "whiten", 1e-4)).all()
+
+
+def test_frozen_items_reach_the_adapter_whitened():
+    torch.manual_seed(0)
+    ctx = Molar.example_context(n_items=80, max_len=8)  # more items than the 32 hidden dimensions
+    model = Molar(Molar.example_config(), ctx)
+    z = model._raw_items(torch.arange(1, 81))  # [80, 32]
+    torch.testing.assert_close(z.mean(0), torch.zeros(32), atol=2e-3, rtol=0)
+    # the random tiny LM's states span ~14 directions; those are whitened (eigenvalue 1), the
+    # near-null rest is damped by the eigenvalue floor (never amplified above 1)
+    lam = torch.linalg.eigvalsh(z.T @ z / 79)  # [32]
+    assert lam.max() < 1.01 and int(((lam - 1).abs() < 0.01).sum()) >= 10
+    std = Molar(Molar.example_config(item_encoder={"cache": False, "normalise": "standardise"}), ctx)
+    zs = std._raw_items(torch.arange(1, 81))  # [80, 32]
+    torch.testing.assert_close(zs.std(0), torch.ones(32), atol=1e-4, rtol=0)
+    assert torch.linalg.eigvalsh(zs.T @ zs / 79).max() > 5  # standardised but correlated: not white
+
+
 def test_backbone_layers_are_cut():
     model = make(user_encoder={"layers": 1})
     assert len(model.user_lm.layers) == 1 and model.user_lm.config.num_hidden_layers == 1
@@ -222,3 +252,33 @@ def test_param_groups_give_new_layers_their_own_learning_rate():
     assert all(names[id(p)].startswith("user_lm.") for p in back["params"])
     assert {"user_token", "in_proj.weight", "item_proj.weight", "logit_scale"} <= {names[id(p)] for p in head["params"]}
     assert len(back["params"]) + len(head["params"]) == sum(p.requires_grad for p in model.parameters())
+
+
+# ---- training-free diagnostics of the item table ------------------------------------------------------
+def test_last_item_knn_hand_computed():
+    from mosaicrec.data.schema import TEST, TRAIN, VALID
+    from mosaicrec.models.molar.diagnose import last_item_knn
+
+    table = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.1, 1.0]])  # row 0 = padding
+    # user 0: 1 2 | 3 (last 2, target 3: nearest to 2 -> rank 0); user 1: 3 | 1 (nearest to 3 is 2 -> rank 1);
+    # user 2: no test row; user 3: test at its first position (no history): both skipped
+    item = np.array([1, 2, 3, 3, 1, 2, 1], dtype=np.int32)
+    split = np.array([TRAIN, VALID, TEST, TRAIN, TEST, TRAIN, TEST], dtype=np.int8)
+    indptr = np.array([0, 3, 5, 6, 7])
+    nd, hr, n = last_item_knn(indptr, item, split, table[1:], k=10)
+    assert n == 2 and hr == 1.0 and nd == pytest.approx((1.0 + 1.0 / math.log2(3)) / 2)
+    assert last_item_knn(indptr, item, split, table[1:], k=1)[:2] == (0.5, 0.5)
+
+
+def test_diagnose_normalisations():
+    from mosaicrec.models.molar.diagnose import normalised, top_variance_share
+
+    rng = np.random.default_rng(0)
+    table = np.vstack([np.zeros((1, 3)), rng.normal(size=(400, 3)) @ np.array([[3.0, 0, 0], [2.9, 0.1, 0], [0, 1, 0.5]])])
+    w = normalised(table, "whiten", eps=0.0)  # [400, 3]
+    np.testing.assert_allclose(w.T @ w / 399, np.eye(3), atol=1e-8)
+    np.testing.assert_allclose(normalised(table, "standardise").std(0, ddof=1), np.ones(3), atol=1e-5)
+    assert top_variance_share(w, k=1) == pytest.approx(1 / 3)
+    assert top_variance_share(table[1:], k=1) > 0.9
+    with pytest.raises(ValueError, match="normalisation"):
+        normalised(table, "pca")

@@ -37,6 +37,11 @@ class ItemEncoderConfig(StrictModel):
     batch_size: int = Field(32, ge=1, description="items per forward pass when encoding all items")
     pretrained: str | None = Field(None, description="folder written by `mosaicrec molar-pretrain` (MIRM)")
     cache: bool = Field(True, description="frozen mode: keep item embeddings on disk ($MOSAICREC_CACHE/molar)")
+    normalise: Literal["whiten", "standardise"] = Field(
+        "whiten", description="how the item states of the initial encoder are normalised before the adapter: "
+                              "whiten (PCA whitening over all items: LM states concentrate in a few directions) "
+                              "or standardise (per-dimension mean/std only, the session-2 behaviour)")
+    whiten_eps: float = Field(1e-4, ge=0.0, description="whitening: eigenvalue floor, relative to the mean eigenvalue")
 
 
 class UserEncoderConfig(StrictModel):
