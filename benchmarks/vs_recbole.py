@@ -7,7 +7,8 @@ Both sides get the same data (the ml-100k atomic files of ../shared/data, leave-
 timestamp, no filtering), the same hyper-parameters (:data:`HP`: CE loss over all items, batch
 256, Adam lr 1e-3, 2 layers, 2 heads, hidden 64, inner 256, dropout 0.5 on hidden states and
 attention, max length 50, early stopping on validation NDCG@10), the same number of torch
-threads, one after the other on this machine. An epoch covers every training interaction once as
+threads and the same evaluation protocol (full ranking with each user's already-seen items
+excluded, as RecBole's full-sort evaluation does), one after the other on this machine. An epoch covers every training interaction once as
 a prediction target on both sides (RecBole: one prefix per interaction; ours: windows).
 
 Measured per side: ``epoch_seconds`` (mean training time of an epoch, validation excluded),
@@ -204,7 +205,9 @@ def run_ours(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                "loss": HP["loss"]},
         train=TrainConfig(epochs=args.ours_max_epochs, batch_size=args.ours_batch_size, lr=HP["lr"], max_len=HP["max_len"],
                           patience=HP["patience"], seed=HP["seed"], monitor="ndcg@10", accelerator="cpu"),
-        eval=EvalConfig(ks=[10], mode="full", batch_size=HP["eval_batch_size"]))
+        # RecBole's full-sort evaluation sets the scores of each user's history items to -inf
+        # (trainer._full_sort_batch_eval: scores[history_index] = -inf): same protocol here.
+        eval=EvalConfig(ks=[10], mode="full", batch_size=HP["eval_batch_size"], mask_seen=True))
     t0 = time.perf_counter()
     data = PreparedData.load(resolve_data(cfg.data, work / "data"))
     prep_s = time.perf_counter() - t0
