@@ -82,6 +82,13 @@ class SASRec(SequentialIDModel):
         h = self.sequence_states(batch, last_only=True)[:, -1]  # [B, D] (last block: last position only)
         return F.normalize(h, dim=-1) if self.cosine else h
 
+    def score(self, batch: SeqBatch) -> torch.Tensor:
+        """[B, N+1] scores. In eval mode through :meth:`serve_repr` (equal to ``user_repr``,
+        faster); the final product is float32 even under bf16 autocast (no bf16 score ties)."""
+        h = self.user_repr(batch) if self.training else self.serve_repr(batch)  # [B, D]
+        with torch.autocast(h.device.type, enabled=False):
+            return h.float() @ self.item_vectors().float().T  # [B, N+1]
+
     def serve_repr(self, batch: SeqBatch) -> torch.Tensor:
         """[B, D] equal to ``user_repr(batch)`` in eval mode, computed faster for serving: each
         left-padded row is moved to the left (same items, same positions counted from the right)
