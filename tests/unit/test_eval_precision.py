@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from tests.unit.test_ranking import TableModel, cfg, make_data
 
 from mosaicrec.data.batches import SeqBatch
 from mosaicrec.evaluation.ranking import Evaluator
 from mosaicrec.models.base import ModelContext
 from mosaicrec.registry import MODELS
-
-from tests.unit.test_ranking import TableModel, cfg, make_data
 
 
 class DtypeProbe(TableModel):
