@@ -7,7 +7,8 @@ Both sides get the same data (the ml-100k atomic files of ../shared/data, leave-
 timestamp, no filtering), the same hyper-parameters (:data:`HP`: CE loss over all items, batch
 256, Adam lr 1e-3, 2 layers, 2 heads, hidden 64, inner 256, dropout 0.5 on hidden states and
 attention, max length 50, early stopping on validation NDCG@10), the same number of torch
-threads, one after the other on this machine. An epoch covers every training interaction once as
+threads and the same evaluation protocol (full ranking with each user's already-seen items
+excluded, as RecBole's full-sort evaluation does), one after the other on this machine. An epoch covers every training interaction once as
 a prediction target on both sides (RecBole: one prefix per interaction; ours: windows).
 
 Measured per side: ``epoch_seconds`` (mean training time of an epoch, validation excluded),
@@ -204,7 +205,9 @@ def run_ours(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                "loss": HP["loss"]},
         train=TrainConfig(epochs=args.ours_max_epochs, batch_size=args.ours_batch_size, lr=HP["lr"], max_len=HP["max_len"],
                           patience=HP["patience"], seed=HP["seed"], monitor="ndcg@10", accelerator="cpu"),
-        eval=EvalConfig(ks=[10], mode="full", batch_size=HP["eval_batch_size"]))
+        # RecBole's full-sort evaluation sets the scores of each user's history items to -inf
+        # (trainer._full_sort_batch_eval: scores[history_index] = -inf): same protocol here.
+        eval=EvalConfig(ks=[10], mode="full", batch_size=HP["eval_batch_size"], mask_seen=True))
     t0 = time.perf_counter()
     data = PreparedData.load(resolve_data(cfg.data, work / "data"))
     prep_s = time.perf_counter() - t0
@@ -219,8 +222,20 @@ def run_ours(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     batches = [ds.collate(list(range(i, min(i + bs, len(ds))))) for i in range(0, len(ds), bs)]
     flops = count_train_flops(model.loss, batches)
     test = res.test["overall"] if res.test else {}
+    # The same test evaluation of the same best model with the forward under bf16 autocast
+    # (eval.precision; scores compared in float32): reported beside the float32 default.
+    from mosaicrec.evaluation.ranking import Evaluator
+    from mosaicrec.training.run import load_run
+
+    run = load_run(res.run_dir)
+    ev_cfg = cfg.eval.model_copy(update={"precision": "bfloat16"})
+    t0 = time.perf_counter()
+    bf16 = Evaluator(run.data, ev_cfg, "test", cfg.train.max_len).evaluate(run.model)
+    bf16_s = time.perf_counter() - t0
     out.update({"eval_seconds": res.eval_seconds, "ndcg@10": test["ndcg@10"], "hr@10": test["hr@10"],
                 "mrr": test["mrr"], "mrr_is": "MRR over the full ranking (not cut at k)",
+                "eval_seconds_bf16": bf16_s, "ndcg@10_bf16": bf16.metrics["overall"]["ndcg@10"],
+                "hr@10_bf16": bf16.metrics["overall"]["hr@10"],
                 "stopped_early": res.epochs < args.ours_max_epochs, "max_epochs": args.ours_max_epochs,
                 "train_targets_per_epoch": ds.w.n_targets, "flops_per_epoch": flops,
                 "batch_windows": bs, "mean_targets_per_step": ds.w.n_targets / len(batches), "steps_per_epoch": len(batches),
@@ -251,6 +266,8 @@ def finish_side(res: dict[str, Any], peak: float) -> None:
 def speedups(ours: dict[str, Any], rb: dict[str, Any]) -> dict[str, Any]:
     s: dict[str, Any] = {"epoch": rb["epoch_seconds"] / ours["epoch_seconds"],
                          "eval": rb["eval_seconds"] / ours["eval_seconds"]}
+    if ours.get("eval_seconds_bf16"):
+        s["eval_bf16"] = rb["eval_seconds"] / ours["eval_seconds_bf16"]
     if ours["seconds_to_best"] is not None and rb["seconds_to_best"] is not None:
         s["to_best"] = rb["seconds_to_best"] / ours["seconds_to_best"]
     elif ours["seconds_to_best"] is not None:

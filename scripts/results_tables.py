@@ -54,12 +54,13 @@ def table(rows: list[tuple[str, dict, dict]], section: str, std_key: str) -> lis
     present = [c for c in COLUMNS if any(c in m for _, _, r in rows for m in (r.get(section) or {}).values())]
     if not present:
         return []
-    head = ["benchmark", "model", "domain", *present, "seeds", "epochs", "s/epoch"]
+    head = ["benchmark", "model", "domain", "seen masked", *present, "seeds", "epochs", "s/epoch"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, cfg, res in rows:
         for domain, m in (res.get(section) or {}).items():
             s = (res.get(std_key) or {}).get(domain, {})
-            cells = [name, cfg["model"]["name"], domain, *(fmt(m.get(c), s.get(c)) for c in present),
+            masked = "yes" if (cfg.get("eval") or {}).get("mask_seen") else "no"
+            cells = [name, cfg["model"]["name"], domain, masked, *(fmt(m.get(c), s.get(c)) for c in present),
                      str(len(res.get("seeds") or res.get("per_seed") or [])), str(res.get("epochs", "")),
                      f"{res['epoch_seconds']:.1f}" if res.get("epoch_seconds") else ""]
             out.append("| " + " | ".join(cells) + " |")

@@ -79,6 +79,9 @@ class EvalConfig(StrictModel):
     query: Literal["next", "set"] = Field(
         "next", description="next: one query per target interaction; set: one per user with all its targets")
     batch_size: int = 512
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32", description="bfloat16: model forward under CPU/CUDA bf16 autocast (faster where the "
+        "CPU has bf16 units); scores are compared as float32")
     save_topk: int = 0
     save_per_user: bool = True
 

@@ -211,12 +211,13 @@ class Evaluator:
             topk=np.zeros((self.n_queries, self.cfg.save_topk), dtype=np.int64) if self.cfg.save_topk else None,
             negatives=self.negatives() if self.cfg.mode != "full" else None)
         cand = torch.from_numpy(self._cand).to(device) if self.by_domain else None  # None = all items
+        bf16 = self.cfg.precision == "bfloat16"
         was_training = model.training
         model.eval()
         try:
             for idx in self._batches(progress):
                 batch = self.batch(idx).to(device)
-                with torch.no_grad():
+                with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                     scores = check_scores(model.score(batch), self.data.n_items + 1, batch.users)
                 if path == "fast":
                     self._fast_batch(idx, scores, cand, out)

@@ -6,7 +6,10 @@ so the most recent item always has the same position under left padding), embedd
 dot products with the (tied) item embeddings. Loss ``ce``: softmax over all items at every
 position; ``sampled_ce``: softmax over the target and ``n_negatives`` uniform negatives shared by
 the batch (the HSTU reproduction's choice; much cheaper on CPU); ``bce``: one uniformly sampled
-negative per position, as in the paper.
+negative per position, as in the paper. ``similarity: cosine`` scores by the cosine of the
+L2-normalised sequence state and output item embedding divided by ``temperature`` in the loss
+(the HSTU reproduction's SASRec on MovieLens; rankings use the plain cosine); ``dot`` (default)
+is the paper's inner product.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import math
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -37,6 +41,9 @@ class SASRecConfig(StrictModel):
     activation: Literal["gelu", "relu"] = "gelu"
     loss: Literal["ce", "sampled_ce", "bce"] = "ce"
     n_negatives: int = Field(256, ge=1, description="shared negatives per batch for loss sampled_ce")
+    similarity: Literal["dot", "cosine"] = Field("dot", description=(
+        "dot: inner product with the tied item embedding; cosine: both L2-normalised, logits / temperature"))
+    temperature: float = Field(0.05, gt=0.0, description="softmax temperature of similarity cosine")
 
 
 @MODELS.register("sasrec")
@@ -60,8 +67,27 @@ class SASRec(SequentialIDModel):
         x = self.item_emb(items) * math.sqrt(self.cfg.hidden) + self.pos_emb(pos)  # [B, L, D]
         return self.encoder(self.emb_drop(x), items != 0, last_only)  # [B, L or 1, D]
 
+    @property
+    def cosine(self) -> bool:
+        return self.cfg.similarity == "cosine"
+
+    def item_vectors(self) -> torch.Tensor:
+        w = super().item_vectors()  # [N+1, D]
+        return F.normalize(w, dim=-1) if self.cosine else w  # padding row stays 0
+
+    def logit_states(self, h: torch.Tensor) -> torch.Tensor:
+        return F.normalize(h, dim=-1) / self.cfg.temperature if self.cosine else h  # [P, D]
+
     def user_repr(self, batch: SeqBatch) -> torch.Tensor:
-        return self.sequence_states(batch, last_only=True)[:, -1]  # [B, D] (last block: last position only)
+        h = self.sequence_states(batch, last_only=True)[:, -1]  # [B, D] (last block: last position only)
+        return F.normalize(h, dim=-1) if self.cosine else h
+
+    def score(self, batch: SeqBatch) -> torch.Tensor:
+        """[B, N+1] scores. In eval mode through :meth:`serve_repr` (equal to ``user_repr``,
+        faster); the final product is float32 even under bf16 autocast (no bf16 score ties)."""
+        h = self.user_repr(batch) if self.training else self.serve_repr(batch)  # [B, D]
+        with torch.autocast(h.device.type, enabled=False):
+            return h.float() @ self.item_vectors().float().T  # [B, N+1]
 
     def serve_repr(self, batch: SeqBatch) -> torch.Tensor:
         """[B, D] equal to ``user_repr(batch)`` in eval mode, computed faster for serving: each
@@ -76,7 +102,8 @@ class SASRec(SequentialIDModel):
         right = torch.where(col[None, :] < n[:, None], items.gather(1, src), 0)  # [B, L], right-padded
         pos = (col[None, :] + (self.ctx.max_len - n)[:, None]).clamp(max=self.ctx.max_len - 1)  # [B, L]
         x = self.item_emb(right) * math.sqrt(self.cfg.hidden) + self.pos_emb(pos)  # [B, L, D]
-        return self.encoder.forward_last_right(x, n)  # [B, D]
+        h = self.encoder.forward_last_right(x, n)  # [B, D]
+        return F.normalize(h, dim=-1) if self.cosine else h
 
     def loss(self, batch: SeqBatch) -> torch.Tensor:
         if self.cfg.loss == "sampled_ce":

@@ -42,8 +42,14 @@ class SequentialIDModel(Recommender):
     def user_repr(self, batch: SeqBatch) -> torch.Tensor:
         return self.sequence_states(batch)[:, -1]  # [B, D]
 
+    def logit_states(self, h: torch.Tensor) -> torch.Tensor:
+        """States as multiplied with :meth:`item_vectors` by the training loss (identity here;
+        a model scoring by temperature-scaled cosine normalises and scales them)."""
+        return h
+
     def next_item_loss(self, batch: SeqBatch, kind: str, **kwargs: Any) -> torch.Tensor:
         """Loss of predicting ``batch.targets`` [B, L] (0 = no target) from the states."""
         h = self.sequence_states(batch)  # [B, L, D]
         sel = batch.targets > 0  # [B, L]
-        return LOSSES[kind](h[sel], self.item_vectors(), batch.targets[sel], **kwargs)  # [P, D] -> scalar
+        return LOSSES[kind](self.logit_states(h[sel]), self.item_vectors(), batch.targets[sel],
+                            **kwargs)  # [P, D] -> scalar
