@@ -59,6 +59,13 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lora-r", type=int, default=8)
     p.add_argument("--xcross-init", default="identity",
                    help="integrator init of method xcross; other than identity the results go to key xcross@INIT")
+    p.add_argument("--integrator-input", default="raw", choices=["raw", "layernorm", "unit"],
+                   help="xcross integrator input (see models/xcross/multilora.py)")
+    p.add_argument("--integrator-form", default="bias", choices=["bias", "residual"])
+    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decoupled weight decay")
+    p.add_argument("--val-every", type=int, default=0,
+                   help="early stopping: validation NDCG@10 (--val-users queries) at step 0 and every N steps "
+                        "and at the end; the best state is kept (0 = off)")
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("--key", default=None, help="JSON key of method xcross's results (a variant's name)")
     p.add_argument("--force", action="store_true", help="recompute finished entries")
@@ -130,17 +137,39 @@ def common(args: argparse.Namespace) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- training
 def train(model: Any, exs: list[tuple[list[int], int]], args: argparse.Namespace, epochs: int,
-          item_domain: np.ndarray, log: str) -> list[float]:
-    """Adam on the trainable parameters; returns the wall seconds of every epoch."""
+          item_domain: np.ndarray, log: str, validate: Any = None) -> tuple[list[float], list[dict[str, float]]]:
+    """AdamW (decoupled ``--weight-decay``; 0 = Adam) on the trainable parameters.
+
+    With ``validate`` (a function model -> validation NDCG@10) and ``--val-every N``: the model is
+    validated at step 0, every N steps and at the end, and the best state of the trainable
+    parameters (the first one on ties, so step 0 wins unless training improves) is restored.
+    Returns the wall seconds of every epoch (training only) and the validation log."""
     import torch
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=args.lr)
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    opt = torch.optim.AdamW(params.values(), lr=args.lr, weight_decay=args.weight_decay)
     rng = np.random.default_rng(args.seed)
-    seconds = []
+    seconds: list[float] = []
+    val_log: list[dict[str, float]] = []
+    best: tuple[float, int, dict[str, Any]] | None = None
+    step = 0
+
+    def check() -> None:
+        nonlocal best
+        t0 = time.perf_counter()
+        v = float(validate(model))
+        model.train()
+        val_log.append({"step": step, "ndcg@10": v, "seconds": round(time.perf_counter() - t0, 1)})
+        print(f"[{log}] step {step}: valid ndcg@10 {v:.4f}", flush=True)
+        if best is None or v > best[0]:
+            best = (v, step, {n: p.detach().clone() for n, p in params.items()})
+
+    stopping = validate is not None and args.val_every > 0
     model.train()
+    if stopping:
+        check()
     for ep in range(epochs):
-        t0, losses = time.perf_counter(), []
+        t0, losses, t_val = time.perf_counter(), [], 0.0
         order = rng.permutation(len(exs))
         for s in range(0, len(exs), args.batch_size):
             batch = to_batch([exs[i] for i in order[s:s + args.batch_size]], item_domain, args.max_len)
@@ -149,12 +178,24 @@ def train(model: Any, exs: list[tuple[list[int], int]], args: argparse.Namespace
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
-        seconds.append(time.perf_counter() - t0)
+            step += 1
+            last = ep == epochs - 1 and s + args.batch_size >= len(exs)
+            if stopping and (step % args.val_every == 0 or last):
+                tv = time.perf_counter()
+                check()
+                t_val += time.perf_counter() - tv
+        seconds.append(time.perf_counter() - t0 - t_val)
         print(f"[{log}] epoch {ep + 1}/{epochs}: loss {np.mean(losses):.4f} "
               f"(first batches {np.mean(losses[:5]):.4f}, last {np.mean(losses[-5:]):.4f}), "
               f"{seconds[-1]:.0f} s, {len(exs)} sequences", flush=True)
+    if best is not None:
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(best[2][n])
+        val_log.append({"chosen_step": best[1], "ndcg@10": best[0]})
+        print(f"[{log}] restored step {best[1]} (valid ndcg@10 {best[0]:.4f})", flush=True)
     model.eval()
-    return seconds
+    return seconds, val_log
 
 
 def evaluate(model: Any, data: Any, split: str, n: int, args: argparse.Namespace) -> dict[str, float]:
@@ -188,7 +229,7 @@ def source_adapters(args: argparse.Namespace) -> list[Path]:
         exs = examples(data, data.domains.index(d), args.source_users, args.seed)
         model = LMSeqRec(LMSeqRecConfig(**common(args), mode="lora", lora_r=args.lora_r,
                                         lora_alpha=2.0 * args.lora_r, loss="in_batch"), ctx)
-        secs = train(model, exs, args, args.source_epochs, data.item_domain, f"source {d}")
+        secs, _ = train(model, exs, args, args.source_epochs, data.item_domain, f"source {d}")
         model.save_adapter(path)
         (path / "mosaicrec_train.json").write_text(json.dumps(
             {"domain": d, "sequences": len(exs), "epoch_seconds": secs, "trainable": model.n_trainable(),
@@ -221,7 +262,9 @@ def build(method: str, args: argparse.Namespace, ctx: Any, adapters: list[Path],
     if method == "source":
         return LMSeqRec(LMSeqRecConfig(**kw, mode="frozen"), ctx)
     init = "average" if method == "adapter_average" else args.xcross_init
-    return XCross(XCrossConfig(**kw, adapters=[str(a) for a in adapters], integrator_init=init), ctx)
+    kw = {"integrator_init": init, "integrator_input": args.integrator_input, "integrator_form": args.integrator_form,
+          **kw}
+    return XCross(XCrossConfig(**kw, adapters=[str(a) for a in adapters]), ctx)
 
 
 def table(out: dict[str, Any]) -> str:
@@ -310,11 +353,15 @@ def main(argv: list[str] | None = None) -> None:
             model = build(method, args, ctx, adapters, {})
             item_cache(model, args, target)
             exs = pool[: max(1, round(f * len(pool)))]
-            secs = train(model, exs, args, args.epochs, target.item_domain, f"{method} {k}")
+            secs, val_log = train(model, exs, args, args.epochs, target.item_domain, f"{method} {k}",
+                                  lambda m: evaluate(m, target, "valid", args.val_users, args)["ndcg@10"])
             test = evaluate(model, target, "test", args.test_users, args)
-            test.update(train_sequences=len(exs), epochs=args.epochs, lr=args.lr)
+            test.update(train_sequences=len(exs), epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay)
+            if val_log:
+                test["validation"] = val_log
             if method == "xcross":
-                test["integrator_init"] = args.xcross_init
+                test.update(integrator_init=args.xcross_init, integrator_input=args.integrator_input,
+                            integrator_form=args.integrator_form)
             print(f"[{key} {k}] test {test}", flush=True)
             res[k] = test
             out["params"][key] = model.n_trainable()
