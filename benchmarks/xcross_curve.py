@@ -42,9 +42,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fractions", nargs="+", type=float, default=[0.25, 0.5, 0.75, 1.0])
     p.add_argument("--work", type=Path, default=REPO / "work")
     p.add_argument("--backbone", default="minilm")
-    p.add_argument("--sources", nargs="+", default=["Food", "Kitchen"])
+    p.add_argument("--sources", nargs="+", default=["Food", "Kitchen"],
+                   help="source domains: NAME (a domain of --source-data) or NAME=DATASET_YAML")
     p.add_argument("--source-data", default="configs/datasets/food_kitchen.yaml")
     p.add_argument("--target-data", default="configs/datasets/scientific.yaml")
+    p.add_argument("--target-domain", default=None,
+                   help="one domain of --target-data as the target (its own sequences, items and queries)")
     p.add_argument("--source-users", type=int, default=1500, help="training sequences per source domain")
     p.add_argument("--target-users", type=int, default=3000, help="the target pool that is '100%%'")
     p.add_argument("--test-users", type=int, default=1000, help="test queries (fixed random subset)")
@@ -198,16 +201,81 @@ def train(model: Any, exs: list[tuple[list[int], int]], args: argparse.Namespace
     return seconds, val_log
 
 
+class DomainOnly:
+    """Evaluate only the queries whose target is in one domain, with histories cut to that domain.
+
+    For a target domain of a multi-domain dataset (the reverse directions): the Evaluator ranks
+    every query, but the rows of other domains get constant scores without running the model
+    (their metrics are ignored; ``evaluate`` reads the domain's own metrics), and each history
+    keeps only the target domain's items (a history with none keeps its items unchanged)."""
+
+    def __init__(self, model: Any, domain: int, item_domain: np.ndarray) -> None:
+        import torch
+
+        self.model, self.domain = model, domain
+        self.item_domain = torch.as_tensor(item_domain, dtype=torch.long)  # [N+1]
+        self.unfiltered = 0  # rows whose history had no item of the domain
+
+    @property
+    def training(self) -> bool:
+        return bool(self.model.training)
+
+    def eval(self) -> DomainOnly:
+        self.model.eval()
+        return self
+
+    def train(self, mode: bool = True) -> DomainOnly:
+        self.model.train(mode)
+        return self
+
+    def score(self, batch: Any) -> Any:
+        import torch
+
+        from mosaicrec.data.batches import SeqBatch
+
+        out = torch.zeros(len(batch), len(self.item_domain))  # [B, N+1]
+        rows = torch.nonzero(batch.target_domains == self.domain).flatten()  # [R]
+        if len(rows) == 0:
+            return out
+        items = batch.items[rows]  # [R, L] left-padded
+        keep = (self.item_domain[items] == self.domain) & (items != 0)  # [R, L]
+        empty = ~keep.any(1)  # [R]
+        self.unfiltered += int(empty.sum())
+        keep |= empty[:, None] & (items != 0)
+        L = items.shape[1]
+        pos = L - keep.flip(1).cumsum(1).flip(1)  # [R, L] left-padded position of each kept item
+        new = torch.zeros_like(items)
+        r, c = torch.nonzero(keep, as_tuple=True)
+        new[r, pos[r, c]] = items[r, c]
+        dom = self.item_domain.clamp(min=0)
+        sub = SeqBatch(items=new, domains=dom[new], lengths=(new != 0).sum(1), users=batch.users[rows],
+                       targets=batch.targets[rows], target_domains=batch.target_domains[rows])
+        out[rows] = self.model.score(sub)
+        return out
+
+
 def evaluate(model: Any, data: Any, split: str, n: int, args: argparse.Namespace) -> dict[str, float]:
     from mosaicrec.config import EvalConfig
     from mosaicrec.evaluation.ranking import Evaluator
 
+    dom = target_domain(data, args)
     ev = Evaluator(data, EvalConfig(ks=[10], mode="full", batch_size=128), split, args.max_len,
-                   cache_dir=args.work / "xcross_curve", max_queries=n, subset_seed=args.seed)
-    res = ev.evaluate(model)
-    m = res.metrics.get("overall", res.metrics)
+                   cache_dir=args.work / "xcross_curve", max_queries=None if dom is not None else n,
+                   subset_seed=args.seed)
+    res = ev.evaluate(model if dom is None else DomainOnly(model, dom, data.item_domain))
+    m = res.metrics.get("overall", res.metrics) if dom is None else res.metrics[args.target_domain]
     return {"ndcg@10": float(m["ndcg@10"]), "recall@10": float(m.get("recall@10", m.get("hr@10"))),
-            "queries": res.n_queries, "eval_seconds": round(res.seconds, 1)}
+            "queries": res.n_queries if dom is None else res.n_queries_by_domain[args.target_domain],
+            "eval_seconds": round(res.seconds, 1)}
+
+
+def target_domain(data: Any, args: argparse.Namespace) -> int | None:
+    """Index of ``--target-domain`` in the target data (None: the whole dataset is the target)."""
+    if args.target_domain is None:
+        return None
+    if args.target_domain not in data.domains:
+        raise ValueError(f"--target-domain {args.target_domain!r}: {args.target_data} has domains {data.domains}")
+    return int(data.domains.index(args.target_domain))
 
 
 # ---------------------------------------------------------------------- pieces
@@ -217,14 +285,17 @@ def source_adapters(args: argparse.Namespace) -> list[Path]:
     from mosaicrec.models.xcross.lm_seqrec import LMSeqRec, LMSeqRecConfig
 
     root = args.work / "xcross_curve" / f"adapters-{tag(args.backbone)}-r{args.lora_r}-n{args.source_users}"
-    paths = [root / d for d in args.sources]
+    names = [d.partition("=")[0] for d in args.sources]
+    paths = [root / d for d in names]
     if all((p / "adapter_config.json").exists() for p in paths):
         return paths
-    data = load(args.source_data, args.work)
-    ctx = context(data, args)
-    for d, path in zip(args.sources, paths, strict=True):
+    for spec, d, path in zip(args.sources, names, paths, strict=True):
         if (path / "adapter_config.json").exists():
             continue
+        data = load(spec.partition("=")[2] or args.source_data, args.work)
+        if d not in data.domains:
+            raise ValueError(f"--sources {spec!r}: {data.root} has domains {data.domains}")
+        ctx = context(data, args)
         torch.manual_seed(args.seed)
         exs = examples(data, data.domains.index(d), args.source_users, args.seed)
         model = LMSeqRec(LMSeqRecConfig(**common(args), mode="lora", lora_r=args.lora_r,
@@ -239,14 +310,25 @@ def source_adapters(args: argparse.Namespace) -> list[Path]:
 
 def item_cache(model: Any, args: argparse.Namespace, data: Any) -> None:
     """Base-model item vectors of the target, computed once and shared by every method."""
+    import torch
     from safetensors.torch import load_file, save_file
 
-    path = args.work / "xcross_curve" / f"items-{Path(str(data.root)).name}-{tag(args.backbone)}-{args.item_tokens}.safetensors"
+    dom = target_domain(data, args)
+    name = Path(str(data.root)).name + (f"-{args.target_domain}" if dom is not None else "")
+    path = args.work / "xcross_curve" / f"items-{name}-{tag(args.backbone)}-{args.item_tokens}.safetensors"
     if path.exists():
         model.set_item_cache(load_file(str(path))["v"])
         return
     t0 = time.perf_counter()
-    v = model.item_vectors()
+    if dom is None:
+        v = model.item_vectors()
+    else:  # only the target domain's items (the others are never candidates): zero vectors
+        ids = np.flatnonzero(np.asarray(data.item_domain) == dom)
+        v = torch.zeros(data.n_items + 1, model.dim)  # [N+1, D]
+        with torch.no_grad(), model.eval_mode():
+            for s in range(0, len(ids), 256):
+                v[ids[s:s + 256]] = model.encode_items([int(i) for i in ids[s:s + 256]])
+        model.set_item_cache(v)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({"v": v.contiguous()}, str(path))
     print(f"item vectors {tuple(v.shape)} in {time.perf_counter() - t0:.0f} s -> {path}", flush=True)
@@ -310,7 +392,7 @@ def main(argv: list[str] | None = None) -> None:
     save()
     target = load(args.target_data, args.work)
     ctx = context(target, args)
-    pool = examples(target, None, args.target_users, args.seed)
+    pool = examples(target, target_domain(target, args), args.target_users, args.seed)
     fr_keys = [f"{f:g}" for f in args.fractions]
     for method in [m for m in args.methods if m != "sources"]:
         key = f"xcross@{args.xcross_init}" if method == "xcross" and args.xcross_init != "identity" else method
@@ -356,7 +438,8 @@ def main(argv: list[str] | None = None) -> None:
             secs, val_log = train(model, exs, args, args.epochs, target.item_domain, f"{method} {k}",
                                   lambda m: evaluate(m, target, "valid", args.val_users, args)["ndcg@10"])
             test = evaluate(model, target, "test", args.test_users, args)
-            test.update(train_sequences=len(exs), epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay)
+            test.update(train_sequences=len(exs), epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
+                        val_every=args.val_every)
             if val_log:
                 test["validation"] = val_log
             if method == "xcross":

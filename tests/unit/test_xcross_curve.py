@@ -67,3 +67,40 @@ def test_without_validation_the_last_state_is_kept():
     model, seen, log, _ = _run(0, [])
     assert seen == [] and log == []
     assert (model.w.detach() > 0.1).all()  # four Adam steps of 0.1 towards 1
+
+
+def test_domain_only_scores_the_domain_s_queries_on_its_own_items():
+    from mosaicrec.data.batches import SeqBatch
+
+    xc = _curve()
+    item_domain = np.array([-1, 0, 1, 0, 1, 1])  # item 0 = padding; domain 0 = items 1, 3
+    got: list[SeqBatch] = []
+
+    class Spy:
+        training = True
+
+        def eval(self):
+            self.training = False
+
+        def train(self, mode=True):
+            self.training = mode
+
+        def score(self, b):
+            got.append(b)
+            return torch.ones(len(b), 6)
+
+    items = torch.tensor([[0, 1, 2, 3], [0, 0, 2, 4], [2, 1, 4, 3], [0, 0, 1, 3]])  # [B=4, L=4] left-padded
+    batch = SeqBatch(items=items, domains=torch.zeros_like(items), lengths=(items != 0).sum(1),
+                     users=torch.arange(4), targets=torch.tensor([3, 1, 1, 2]),
+                     target_domains=torch.tensor([0, 0, 0, 1]))
+    wrapped = xc.DomainOnly(Spy(), 0, item_domain)
+    out = wrapped.score(batch)
+    assert out.shape == (4, 6) and out[:3].eq(1).all() and out[3].eq(0).all()  # domain 1 row: not scored
+    (sub,) = got
+    # row 0 keeps items 1, 3; row 1 has no domain-0 item and stays as it was; row 2 keeps 1, 3
+    assert sub.items.tolist() == [[0, 0, 1, 3], [0, 0, 2, 4], [0, 0, 1, 3]]
+    assert sub.lengths.tolist() == [2, 2, 2] and sub.users.tolist() == [0, 1, 2]
+    assert sub.domains.tolist() == [[0, 0, 0, 0], [0, 0, 1, 1], [0, 0, 0, 0]]
+    assert wrapped.unfiltered == 1
+    wrapped.eval()
+    assert wrapped.training is False
