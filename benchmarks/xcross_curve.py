@@ -140,12 +140,15 @@ def common(args: argparse.Namespace) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- training
 def train(model: Any, exs: list[tuple[list[int], int]], args: argparse.Namespace, epochs: int,
-          item_domain: np.ndarray, log: str, validate: Any = None) -> tuple[list[float], list[dict[str, float]]]:
+          item_domain: np.ndarray, log: str, validate: Any = None,
+          step0: dict[str, float] | None = None) -> tuple[list[float], list[dict[str, float]]]:
     """AdamW (decoupled ``--weight-decay``; 0 = Adam) on the trainable parameters.
 
     With ``validate`` (a function model -> validation NDCG@10) and ``--val-every N``: the model is
     validated at step 0, every N steps and at the end, and the best state of the trainable
     parameters (the first one on ties, so step 0 wins unless training improves) is restored.
+    ``step0`` (a dict) memoises the step-0 validation across calls whose initial model is the
+    same (same seed and config: e.g. the fractions of one method).
     Returns the wall seconds of every epoch (training only) and the validation log."""
     import torch
 
@@ -160,7 +163,12 @@ def train(model: Any, exs: list[tuple[list[int], int]], args: argparse.Namespace
     def check() -> None:
         nonlocal best
         t0 = time.perf_counter()
-        v = float(validate(model))
+        if step == 0 and step0 is not None and "ndcg@10" in step0:
+            v = step0["ndcg@10"]
+        else:
+            v = float(validate(model))
+            if step == 0 and step0 is not None:
+                step0["ndcg@10"] = v
         model.train()
         val_log.append({"step": step, "ndcg@10": v, "seconds": round(time.perf_counter() - t0, 1)})
         print(f"[{log}] step {step}: valid ndcg@10 {v:.4f}", flush=True)
@@ -394,6 +402,7 @@ def main(argv: list[str] | None = None) -> None:
     ctx = context(target, args)
     pool = examples(target, target_domain(target, args), args.target_users, args.seed)
     fr_keys = [f"{f:g}" for f in args.fractions]
+    step0s: dict[str, dict[str, float]] = {}  # the untrained model's validation, per method
     for method in [m for m in args.methods if m != "sources"]:
         key = f"xcross@{args.xcross_init}" if method == "xcross" and args.xcross_init != "identity" else method
         if method == "xcross" and args.key:
@@ -436,7 +445,8 @@ def main(argv: list[str] | None = None) -> None:
             item_cache(model, args, target)
             exs = pool[: max(1, round(f * len(pool)))]
             secs, val_log = train(model, exs, args, args.epochs, target.item_domain, f"{method} {k}",
-                                  lambda m: evaluate(m, target, "valid", args.val_users, args)["ndcg@10"])
+                                  lambda m: evaluate(m, target, "valid", args.val_users, args)["ndcg@10"],
+                                  step0s.setdefault(key, {}))
             test = evaluate(model, target, "test", args.test_users, args)
             test.update(train_sequences=len(exs), epochs=args.epochs, lr=args.lr, weight_decay=args.weight_decay,
                         val_every=args.val_every)

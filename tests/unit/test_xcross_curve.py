@@ -104,3 +104,19 @@ def test_domain_only_scores_the_domain_s_queries_on_its_own_items():
     assert wrapped.unfiltered == 1
     wrapped.eval()
     assert wrapped.training is False
+
+
+def test_step_zero_validation_is_memoised_across_runs_of_one_initial_model():
+    xc = _curve()
+    args = xc.parse(["--json", "x.json", "--lr", "0.1", "--batch-size", "2", "--max-len", "3", "--val-every", "2"])
+    calls: list[int] = []
+
+    def validate(model: Toy) -> float:
+        calls.append(1)
+        return 0.5 if len(calls) == 1 else 0.1
+
+    memo: dict[str, float] = {}
+    _, log1 = xc.train(Toy(), [([1, 2], 3)] * 4, args, 1, np.array([-1, 0, 0, 0]), "a", validate, memo)
+    _, log2 = xc.train(Toy(), [([1, 2], 3)] * 4, args, 1, np.array([-1, 0, 0, 0]), "b", validate, memo)
+    assert memo == {"ndcg@10": 0.5} and len(calls) == 3  # step 0 once, step 2 in each run
+    assert log2[0]["ndcg@10"] == 0.5 and log2[-1]["chosen_step"] == 0
