@@ -14,8 +14,9 @@ per variant on the first ``--train`` sequences of the target pool, recording:
   (pessimistic ties, no seen-item masking).
 
 Variants: ``NAME:key=value,...`` with keys ``input`` (raw|layernorm|unit), ``form``
-(bias|residual), ``init``, ``lr``, ``wd`` (AdamW weight decay) and ``static`` (1 = only the
-integrators' biases train: a token-independent n x n mixing per layer, a diagnostic). Writes a
+(bias|residual), ``init``, ``lr``, ``wd`` (AdamW weight decay), ``loss`` (the training loss:
+full|in_batch|sampled; the tracked losses are always the full softmax) and ``static`` (1 = only
+the integrators' biases train: a token-independent n x n mixing per layer, a diagnostic). Writes a
 JSON (atomically, after every variant; finished variants are skipped)::
 
     python benchmarks/xcross_probe.py --json benchmarks/results/xcross_probe.json \\
@@ -36,7 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import xcross_curve as xc  # noqa: E402  (the curve's data, adapters and item cache)
 
-DEFAULTS: dict[str, Any] = {"input": "raw", "form": "bias", "init": "average", "lr": 1e-3, "wd": 0.0, "static": 0}
+DEFAULTS: dict[str, Any] = {"input": "raw", "form": "bias", "init": "average", "lr": 1e-3, "wd": 0.0, "static": 0,
+                            "loss": "full"}
 
 
 def parse_variant(spec: str) -> tuple[str, dict[str, Any]]:
@@ -118,7 +120,7 @@ def run_variant(name: str, v: dict[str, Any], own: argparse.Namespace, args: arg
 
     torch.manual_seed(args.seed)
     model = xc.build("xcross", args, ctx, adapters, {"integrator_init": v["init"], "integrator_input": v["input"],
-                                                   "integrator_form": v["form"]})
+                                                   "integrator_form": v["form"], "loss": v["loss"]})
     xc.item_cache(model, args, target)
     if v["static"]:
         for integ in model.integrators:
