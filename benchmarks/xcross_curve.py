@@ -65,6 +65,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--integrator-input", default="raw", choices=["raw", "layernorm", "unit"],
                    help="xcross integrator input (see models/xcross/multilora.py)")
     p.add_argument("--integrator-form", default="bias", choices=["bias", "residual"])
+    p.add_argument("--xcross-loss", default="full", choices=["full", "in_batch", "sampled"],
+                   help="training loss of method xcross (the others: full softmax over the target's items)")
     p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decoupled weight decay")
     p.add_argument("--val-every", type=int, default=0,
                    help="early stopping: validation NDCG@10 (--val-users queries) at step 0 and every N steps "
@@ -352,8 +354,9 @@ def build(method: str, args: argparse.Namespace, ctx: Any, adapters: list[Path],
     if method == "source":
         return LMSeqRec(LMSeqRecConfig(**kw, mode="frozen"), ctx)
     init = "average" if method == "adapter_average" else args.xcross_init
-    kw = {"integrator_init": init, "integrator_input": args.integrator_input, "integrator_form": args.integrator_form,
-          **kw}
+    kw = {**common(args), "head": "none", "loss": args.xcross_loss if method == "xcross" else "full",
+          "integrator_init": init, "integrator_input": args.integrator_input, "integrator_form": args.integrator_form,
+          **extra}  # ``extra`` (the probe's variants) overrides
     return XCross(XCrossConfig(**kw, adapters=[str(a) for a in adapters]), ctx)
 
 
@@ -454,7 +457,7 @@ def main(argv: list[str] | None = None) -> None:
                 test["validation"] = val_log
             if method == "xcross":
                 test.update(integrator_init=args.xcross_init, integrator_input=args.integrator_input,
-                            integrator_form=args.integrator_form)
+                            integrator_form=args.integrator_form, loss=args.xcross_loss)
             print(f"[{key} {k}] test {test}", flush=True)
             res[k] = test
             out["params"][key] = model.n_trainable()
