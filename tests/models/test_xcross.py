@@ -77,6 +77,17 @@ def test_integrators_selecting_one_domain_equal_that_domains_lora_model(ctx):
     assert (reprs[0] - base).abs().max() > 1e-2 and (reprs[0] - reprs[1]).abs().max() > 1e-2
 
 
+@pytest.mark.parametrize(("input", "form"), [("unit", "residual"), ("layernorm", "bias")])
+def test_selection_equals_the_lora_model_for_every_integrator_variant(ctx, input, form):
+    batch = toy_eval_batch(ctx)
+    x = XCross(XCrossConfig(integrator_init="select:1", integrator_input=input, integrator_form=form), ctx).eval()
+    lora = LMSeqRec(LMSeqRecConfig(init_adapter=ctx.extra["adapters"][1]), ctx).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(x.user_repr(batch), lora.user_repr(batch), atol=1e-5, rtol=1e-5)
+        x.integrators[0].proj.weight.normal_(0, 0.5)  # the normalised input now moves S: no longer equal
+        assert (x.user_repr(batch) - lora.user_repr(batch)).abs().max() > 1e-3
+
+
 def test_selection_with_a_trained_like_integrator_is_not_the_lora_model(ctx):
     x = XCross(XCrossConfig(integrator_init="select:0"), ctx).eval()
     lora = LMSeqRec(LMSeqRecConfig(init_adapter=ctx.extra["adapters"][0]), ctx).eval()
@@ -183,6 +194,44 @@ def test_integrator_scales_may_be_negative_and_mix_streams():
     torch.testing.assert_close(out[1], 2.0 * h[1])
     with pytest.raises(ValueError, match="select:K"):
         Integrator.initial_bias(2, "select:5")
+
+
+def test_integrator_inputs_and_the_residual_form_by_hand():
+    h = torch.tensor([[3.0, -1.0, 1.0, 1.0], [0.0, 2.0, 2.0, 4.0]]).view(2, 1, 1, 4)  # [n=2, B, T, D=4]
+    raw = Integrator(2, 4, "average", input="raw")
+    assert raw.features(h).flatten().tolist() == [3.0, -1.0, 1.0, 1.0, 0.0, 2.0, 2.0, 4.0]
+    # layernorm: stream 0 has mean 1, variance (4+4+0+0)/4 = 2; stream 1 mean 2, variance (4+0+0+4)/4 = 2
+    ln = Integrator(2, 4, "average", input="layernorm").features(h).flatten()
+    want = torch.tensor([2.0, -2.0, 0.0, 0.0, -2.0, 0.0, 0.0, 2.0]) / 2.0 ** 0.5
+    torch.testing.assert_close(ln, want, atol=1e-4, rtol=1e-4)
+    unit = Integrator(2, 4, "average", input="unit").features(h).flatten()
+    torch.testing.assert_close(unit, want / 8 ** 0.5, atol=1e-4, rtol=1e-4)  # divided by sqrt(n*D)
+    assert abs(float(unit.norm()) - 1.0) < 1e-3  # L2 norm 1 per token
+    # residual: S = S0 (fixed buffer) + W x + b with W, b zero at the start; bias form keeps S0 in b
+    res = Integrator(2, 4, "average", form="residual")
+    bias = Integrator(2, 4, "average", form="bias")
+    assert res.proj.bias.tolist() == [0.0] * 4 and res.S0.tolist() == [0.5] * 4
+    assert bias.proj.bias.tolist() == [0.5] * 4 and bias.S0.tolist() == [0.0] * 4
+    torch.testing.assert_close(res(h), bias(h))
+    torch.testing.assert_close(res(h)[0], 0.5 * (h[0] + h[1]))
+    with torch.no_grad():
+        res.proj.weight.zero_()
+        res.proj.weight[1, 0] = 0.25  # S[0, 1] += 0.25 * x_0 (= 3.0)
+    torch.testing.assert_close(res.scales(h).flatten(), torch.tensor([0.5, 1.25, 0.5, 0.5]))
+    torch.testing.assert_close(res(h)[0], 0.5 * h[0] + 1.25 * h[1])
+    assert "S0" not in res.state_dict()  # follows from the config; older checkpoints still load
+    # weight decay pulls the residual form towards S0 (the static average), the bias form towards 0
+    for integ, target in ((res, 0.5), (bias, 0.0)):
+        opt = torch.optim.AdamW(integ.parameters(), lr=0.1, weight_decay=5.0)
+        for _ in range(30):
+            opt.zero_grad()
+            (0.0 * integ(h).sum()).backward()  # no gradient signal: decay only
+            opt.step()
+        torch.testing.assert_close(integ.scales(h).flatten(), torch.full((4,), target), atol=1e-3, rtol=0)
+    with pytest.raises(ValueError, match="integrator input 'none'"):
+        Integrator(2, 4, input="none")
+    with pytest.raises(ValueError, match="integrator form"):
+        Integrator(2, 4, form="gate")
 
 
 def test_frozen_item_tower_ignores_the_adapters_and_full_loss_runs(ctx):

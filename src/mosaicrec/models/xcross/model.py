@@ -13,7 +13,7 @@ base model without adapters, ``shared`` = the integrated model).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
@@ -27,7 +27,11 @@ from mosaicrec.registry import MODELS
 
 class XCrossConfig(TextSeqConfig):
     adapters: list[str] = Field(default_factory=list, description="peft LoRA adapter folders, one per source domain")
-    integrator_init: str = Field("identity", description="identity | average | select:K (bias of every integrator)")
+    integrator_init: str = Field("identity", description="identity | average | select:K (initial S of every integrator)")
+    integrator_input: Literal["raw", "layernorm", "unit"] = Field(
+        "raw", description="projection input: raw concatenation, per-stream LayerNorm, or LayerNorm / sqrt(n*D)")
+    integrator_form: Literal["bias", "residual"] = Field(
+        "bias", description="bias: S = Wx + b (b starts at the init); residual: S = S_init + Wx + b (W, b start at 0)")
 
 
 def _get(root: torch.nn.Module, path: str) -> tuple[torch.nn.Module, str, torch.nn.Module]:
@@ -70,7 +74,8 @@ class XCross(TextSeqRec):
             setattr(parent, name, wrapped)
         layers = layer_list(self.lm)
         n = self.n_streams
-        self.integrators = torch.nn.ModuleList(Integrator(n, self.dim, cfg.integrator_init) for _ in layers)
+        self.integrators = torch.nn.ModuleList(Integrator(n, self.dim, cfg.integrator_init, cfg.integrator_input,
+                                                                  cfg.integrator_form) for _ in layers)
         for layer, integ in zip(layers, self.integrators, strict=True):
             layer.register_forward_hook(self._make_hook(integ))
         self.head = self.make_head(frozen_lm=False)

@@ -15,6 +15,20 @@ factors, unconstrained, so they may be negative), and the refined stream m is
 identity (streams independent: an output ensemble of the source models) or at ``1/n``
 everywhere (static average). With ``b`` rows all equal to ``e_j`` and ``W = 0`` every stream
 receives stream j's output, so stream j computes exactly source model j.
+
+Variants (options of :class:`Integrator`, measured in docs/xcross.md):
+
+* ``input``: what the projection reads. ``raw`` = the concatenated hidden states as they are
+  (BERT-like models have a few large-magnitude dimensions, so one optimiser step on ``W`` can
+  move ``S`` a lot); ``layernorm`` = each stream layer-normalised over D (no affine
+  parameters) before the concatenation; ``unit`` = ``layernorm`` then divided by ``sqrt(n*D)``
+  so the concatenation has L2 norm 1 per token (an Adam step of size lr on every weight moves
+  an entry of ``S`` by at most ``lr * sqrt(n*D)``).
+* ``form``: ``bias`` = the initial ``S0`` lives in the trainable bias (``S = W x + b``,
+  ``b = S0`` at the start); ``residual`` = ``S = S0 + W x + b`` with ``S0`` a fixed buffer and
+  ``W``, ``b`` zero at the start. Both start at exactly ``S0``; the difference is what weight
+  decay pulls towards: 0 for ``bias`` (which would switch the streams off), ``S0`` (e.g. the
+  static adapter average) for ``residual``.
 """
 
 from __future__ import annotations
@@ -25,8 +39,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+INTEGRATOR_INPUTS = ("raw", "layernorm", "unit")
+INTEGRATOR_FORMS = ("bias", "residual")
 _KEY = re.compile(r"^(?:base_model\.model\.)?(?P<mod>.+)\.lora_(?P<ab>[AB])(?:\.[^.]+)?\.weight$")
 
 
@@ -111,13 +128,22 @@ class MultiLoRALinear(nn.Module):
 class Integrator(nn.Module):
     """Per-token mixing of the n streams: ``h'_m = sum_k S[m, k] h_k``, ``S`` from the concatenation."""
 
-    def __init__(self, n: int, dim: int, init: str = "identity") -> None:
+    S0: torch.Tensor  # [n*n] fixed offset of form 'residual' (zeros for 'bias')
+
+    def __init__(self, n: int, dim: int, init: str = "identity", input: str = "raw", form: str = "bias") -> None:
         super().__init__()
-        self.n = n
+        if input not in INTEGRATOR_INPUTS:
+            raise ValueError(f"integrator input {input!r}: use one of {INTEGRATOR_INPUTS}")
+        if form not in INTEGRATOR_FORMS:
+            raise ValueError(f"integrator form {form!r}: use one of {INTEGRATOR_FORMS}")
+        self.n, self.dim, self.input, self.form = n, dim, input, form
         self.proj = nn.Linear(n * dim, n * n)
         nn.init.zeros_(self.proj.weight)
+        s0 = self.initial_bias(n, init)  # [n*n]
         with torch.no_grad():
-            self.proj.bias.copy_(self.initial_bias(n, init))
+            self.proj.bias.copy_(s0 if form == "bias" else torch.zeros_like(s0))
+        # not persistent: S0 follows from the config (older checkpoints lack it)
+        self.register_buffer("S0", s0 if form == "residual" else torch.zeros_like(s0), persistent=False)
 
     @staticmethod
     def initial_bias(n: int, init: str) -> torch.Tensor:
@@ -132,11 +158,18 @@ class Integrator(nn.Module):
             return S.flatten()
         raise ValueError(f"integrator init {init!r}: use identity, average or select:K (K < {n})")
 
+    def features(self, h: torch.Tensor) -> torch.Tensor:
+        """``h`` [n, B, T, D] -> the projection's input [B, T, n*D]."""
+        n, B, T, D = h.shape
+        if self.input != "raw":
+            h = F.layer_norm(h, (D,))  # [n, B, T, D] per stream, no affine parameters
+        cat = h.permute(1, 2, 0, 3).reshape(B, T, n * D)  # [B, T, n*D]
+        return cat / (n * D) ** 0.5 if self.input == "unit" else cat
+
     def scales(self, h: torch.Tensor) -> torch.Tensor:
         """``h`` [n, B, T, D] -> S [B, T, n, n]."""
-        n, B, T, D = h.shape
-        cat = h.permute(1, 2, 0, 3).reshape(B, T, n * D)  # [B, T, n*D]
-        return self.proj(cat).view(B, T, n, n)  # [B, T, n, n]
+        n, B, T, _ = h.shape
+        return (self.proj(self.features(h)) + self.S0).view(B, T, n, n)  # [B, T, n, n]
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         S = self.scales(h)  # [B, T, n, n]
