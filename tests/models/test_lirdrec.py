@@ -129,3 +129,35 @@ def test_explain_gives_branch_attention():
     assert out["branch_attention"].shape == (2, 3)
     assert torch.allclose(out["branch_attention"].sum(1), torch.ones(2))
     assert make(pwc=False).explain(users_batch([0])) == {}
+
+
+def test_resumed_model_still_copies_the_last_attention():
+    # A run interrupted after epoch 2 and reloaded from its state dict must copy the attention of
+    # epoch 2's last training step into theta at the start of epoch 3, like the uninterrupted run.
+    model = make()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    ds = model.train_dataset()
+    batch = model.collate_train(ds.__getitems__(list(range(len(ds)))))
+    for epoch in range(2):
+        model.on_epoch_start(epoch)
+        opt.zero_grad()
+        model.loss(batch).backward()
+        opt.step()
+    state = model.state_dict()
+    assert state["pwc.last_att"].shape == (7, 3)
+    resumed = make()
+    resumed.load_state_dict(state)  # strict
+    model.on_epoch_start(2)
+    resumed.on_epoch_start(2)
+    assert torch.equal(resumed.pwc.theta.detach(), model.pwc.theta.detach())
+    assert torch.equal(resumed.pwc.theta.detach(), state["pwc.last_att"])
+    # A state dict without the attention (before any training step, or from an older run) loads,
+    # and then the epoch hook leaves theta as loaded.
+    fresh = make()
+    old = {k: v for k, v in state.items() if k != "pwc.last_att"}
+    fresh.load_state_dict(old)
+    fresh.on_epoch_start(2)
+    assert torch.equal(fresh.pwc.theta.detach(), state["pwc.theta"])
+    bad = dict(state, **{"pwc.last_att": torch.zeros(7, 2)})
+    with pytest.raises(ValueError, match="pwc.last_att"):
+        make().load_state_dict(bad)

@@ -5,14 +5,20 @@ For a user with branch vectors ``u_b`` the scorer MLPs give ``a_b``; the attenti
 branch). At the start of epoch ``e`` (1-based, as in the official code) ``w1 <- w1 * base**e``
 and the pair (w1, w2) is renormalised to sum 1, and ``theta`` is overwritten with the attention
 of the previous epoch's last training forward pass ("weight copying"). ``w1``/``w2`` are
-buffers, so a resumed run continues the schedule.
+buffers and that last attention is saved in the state dict as ``last_att`` (when there is one;
+state dicts without it load too), so a run resumed from a checkpoint continues the schedule and
+its first epoch still copies the attention of the epoch before the interruption.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+LAST_ATT = "last_att"
 
 
 def decay_step(w1: float, w2: float, epoch: int, base: float) -> tuple[float, float]:
@@ -46,6 +52,20 @@ class PWC(nn.Module):
     def forward(self, blocks: list[torch.Tensor]) -> torch.Tensor:
         att = self.attention(blocks)  # [U, B]
         return torch.cat([att[:, i:i + 1] * b for i, b in enumerate(blocks)], dim=1)  # [U, B*D]
+
+    def _save_to_state_dict(self, destination: Any, prefix: str, keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+        if self._last_att is not None:
+            destination[prefix + LAST_ATT] = self._last_att.clone()  # [U, B]
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+        last = state_dict.pop(prefix + LAST_ATT, None)  # optional: older state dicts lack it
+        if last is not None:
+            if tuple(last.shape) != tuple(self.theta.shape):
+                raise ValueError(f"PWC state {prefix + LAST_ATT}: shape {tuple(last.shape)}, "
+                                 f"expected {tuple(self.theta.shape)} (users x branches)")
+            self._last_att = last.detach().to(self.theta.device, self.theta.dtype).clone()
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def step_epoch(self, epoch: int) -> None:
         """Apply the schedule for (1-based) ``epoch`` and copy the last attention into theta."""
