@@ -39,9 +39,10 @@ def test_http_augment_writes_cache_and_rerun_skips(prepared: Path) -> None:
         assert first["text"] == "summary: Product title: Organic dark roast ground"
         assert first["completion_tokens"] == 7 and first["prompt_tokens"] > 20
         assert rep.completion_tokens == sum(df["completion_tokens"].to_list())
-        # The prompt carried the item's title and domain.
-        user = server.requests[0]["messages"][-1]["content"]
-        assert "Organic dark roast" in user and "Shop category: Food" in user
+        # The prompt carried the item's title and domain (requests run concurrently: find item 1's).
+        users = [r["messages"][-1]["content"] for r in server.requests]
+        mine = [u for u in users if "Organic dark roast" in u]
+        assert len(mine) == 1 and "Shop category: Food" in mine[0]
 
         again = run_augment(data, http_cfg(server))
         assert (again.n_generated, again.n_cached) == (0, N_TITLED)
