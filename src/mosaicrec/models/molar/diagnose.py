@@ -23,14 +23,14 @@ def normalised(table: np.ndarray, how: str, eps: float = 1e-4) -> np.ndarray:
     x = table[1:].astype(np.float64)  # [N, H]
     if how == "raw":
         return x
-    xc = x - x.mean(0)  # [N, H]
-    if how == "standardise":
-        return xc / (xc.std(0, ddof=1) + 1e-6)
-    if how != "whiten":
+    if how not in ("standardise", "whiten"):
         raise ValueError(f"normalisation {how!r}: expected raw, standardise or whiten")
-    lam, vec = np.linalg.eigh(xc.T @ xc / max(len(x) - 1, 1))  # [H], [H, H]
-    lam = np.clip(lam, 0.0, None)
-    return xc @ (vec / np.sqrt(lam + eps * lam.mean() + 1e-12))  # [N, H]
+    import torch
+
+    from mosaicrec.models.molar.model import normaliser  # the model's own normalisation
+
+    w = normaliser(torch.from_numpy(x), how, eps, dtype=torch.float64).numpy()  # [H, H]
+    return (x - x.mean(0)) @ w  # [N, H]
 
 
 def top_variance_share(x: np.ndarray, k: int = 4) -> float:

@@ -35,20 +35,21 @@ from mosaicrec.models.molar.config import MolarConfig
 from mosaicrec.registry import MODELS
 
 
-def normaliser(x: torch.Tensor, how: str, eps: float) -> torch.Tensor:
+def normaliser(x: torch.Tensor, how: str, eps: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """[H, H] matrix W such that ``(x - x.mean(0)) @ W`` is whitened (identity covariance) or standardised.
 
     Whitening: ``W = V diag(1 / sqrt(lambda + eps * mean(lambda)))`` from the eigen-decomposition
-    of the covariance of ``x`` [N, H] (float64); the floor keeps rank-deficient tables (N < H) finite.
+    of the covariance of ``x`` [N, H] (computed in float64, returned as ``dtype``); the floor keeps
+    rank-deficient tables (N < H) finite.
     """
     x = x.double()
     xc = x - x.mean(0)  # [N, H]
     if how == "standardise":
-        return torch.diag(1.0 / (xc.std(0) + 1e-6)).float()  # [H, H]
+        return torch.diag(1.0 / (xc.std(0) + 1e-6)).to(dtype)  # [H, H]
     cov = xc.T @ xc / max(len(x) - 1, 1)  # [H, H]
     lam, vec = torch.linalg.eigh(cov)  # [H], [H, H]
     lam = lam.clamp(min=0.0)
-    return (vec / torch.sqrt(lam + eps * lam.mean() + 1e-12)).float()  # [H, H]
+    return (vec / torch.sqrt(lam + eps * lam.mean() + 1e-12)).to(dtype)  # [H, H]
 
 
 @MODELS.register("molar")
