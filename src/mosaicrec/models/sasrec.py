@@ -67,20 +67,18 @@ class SASRec(SequentialIDModel):
         x = self.item_emb(items) * math.sqrt(self.cfg.hidden) + self.pos_emb(pos)  # [B, L, D]
         return self.encoder(self.emb_drop(x), items != 0, last_only)  # [B, L or 1, D]
 
-    @property
-    def cosine(self) -> bool:
-        return self.cfg.similarity == "cosine"
+    def _unit(self, v: torch.Tensor) -> torch.Tensor:
+        """``v`` [..., D] L2-normalised under ``similarity: cosine`` (a zero row stays 0), else as is."""
+        return F.normalize(v, dim=-1) if self.cfg.similarity == "cosine" else v
 
     def item_vectors(self) -> torch.Tensor:
-        w = super().item_vectors()  # [N+1, D]
-        return F.normalize(w, dim=-1) if self.cosine else w  # padding row stays 0
+        return self._unit(super().item_vectors())  # [N+1, D]
 
     def logit_states(self, h: torch.Tensor) -> torch.Tensor:
-        return F.normalize(h, dim=-1) / self.cfg.temperature if self.cosine else h  # [P, D]
+        return self._unit(h) / self.cfg.temperature if self.cfg.similarity == "cosine" else h  # [P, D]
 
     def user_repr(self, batch: SeqBatch) -> torch.Tensor:
-        h = self.sequence_states(batch, last_only=True)[:, -1]  # [B, D] (last block: last position only)
-        return F.normalize(h, dim=-1) if self.cosine else h
+        return self._unit(self.sequence_states(batch, last_only=True)[:, -1])  # [B, D] (last block: last position only)
 
     def score(self, batch: SeqBatch) -> torch.Tensor:
         """[B, N+1] scores. In eval mode through :meth:`serve_repr` (equal to ``user_repr``,
@@ -102,8 +100,7 @@ class SASRec(SequentialIDModel):
         right = torch.where(col[None, :] < n[:, None], items.gather(1, src), 0)  # [B, L], right-padded
         pos = (col[None, :] + (self.ctx.max_len - n)[:, None]).clamp(max=self.ctx.max_len - 1)  # [B, L]
         x = self.item_emb(right) * math.sqrt(self.cfg.hidden) + self.pos_emb(pos)  # [B, L, D]
-        h = self.encoder.forward_last_right(x, n)  # [B, D]
-        return F.normalize(h, dim=-1) if self.cosine else h
+        return self._unit(self.encoder.forward_last_right(x, n))  # [B, D]
 
     def loss(self, batch: SeqBatch) -> torch.Tensor:
         if self.cfg.loss == "sampled_ce":
