@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -25,6 +27,7 @@ class CountingEncoder(Encoder):
     modalities: ClassVar = ("text", "image")
     calls: ClassVar[list[int]] = []
     fail_after: ClassVar[int | None] = None
+    delay: ClassVar[float] = 0.0
 
     def describe(self) -> dict:
         return {"model": "counting", "revision": "1"}
@@ -37,6 +40,7 @@ class CountingEncoder(Encoder):
         if self.fail_after is not None and len(self.calls) >= self.fail_after:
             raise KeyboardInterrupt("simulated kill")
         self.calls.append(n)
+        time.sleep(self.delay)
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         self._tick(len(texts))
@@ -55,6 +59,7 @@ if "counting-test" not in ENCODERS:
 def _reset() -> None:
     CountingEncoder.calls = []
     CountingEncoder.fail_after = None
+    CountingEncoder.delay = 0.0
 
 
 def cfg(**kw: object) -> EmbedConfig:
@@ -119,6 +124,31 @@ def test_changed_items_make_the_feature_stale(prepared: Path) -> None:
     # resolve_features re-embeds instead of silently reusing
     feats, _ = resolve_features({"t": {"encoder": "counting-test", "field": "title"}}, changed, prepared)
     assert feats["t"][3, 0] == len("Black tea")
+
+
+def test_two_runs_embedding_the_same_feature_at_once_share_one_result(prepared: Path) -> None:
+    # Two benchmark seeds started together on one work dir used to race: both encoded the same
+    # chunks, the first merged and removed the chunk folder, the second failed at merge time.
+    data = PreparedData.load(prepared)
+    CountingEncoder.delay = 0.05  # slow chunks so that the two runs overlap
+    results: list[object] = []
+
+    def embed() -> None:
+        try:
+            results.append(run_embed(data, cfg(chunk_size=2)))
+        except Exception as err:  # collected: an exception in a thread would not fail the test
+            results.append(err)
+
+    threads = [threading.Thread(target=embed) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert sorted(r.skipped for r in results) == [False, True]  # type: ignore[attr-defined]
+    assert sum(CountingEncoder.calls) == 7  # the 7 items with a title, encoded once
+    arr, _ = load_feature(prepared / "features", "counting-test", "title", data)
+    assert arr.shape == (9, 4) and arr[1].any()
 
 
 def test_missing_feature_error_names_file(prepared: Path) -> None:

@@ -13,17 +13,15 @@ config hash and input hash is reused (``force=True`` redoes it).
 
 from __future__ import annotations
 
-import contextlib
 import resource
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mosaicrec.config import PrepareConfig
 from mosaicrec.data.schema import SCHEMA_VERSION, SPLITS, DataError
-from mosaicrec.utils import atomic_path, code_version, hash_obj, read_json, sha256_file, write_json
+from mosaicrec.utils import atomic_path, code_version, file_lock, hash_obj, read_json, sha256_file, write_json
 
 TABLES = ("interactions.parquet", "items.parquet", "users.parquet")
 
@@ -104,7 +102,7 @@ def run_prepare(cfg: PrepareConfig, out_dir: str | Path, force: bool = False,
     the ranks of a distributed run) are serialised by a lock file; the later ones reuse the result."""
     out_dir = Path(out_dir)
     c_hash, i_hash = hashes or (config_hash(cfg), input_hash(cfg))
-    with _folder_lock(out_dir):
+    with file_lock(out_dir / ".prepare.lock"):
         if not force and (meta := is_current(out_dir, c_hash, i_hash)) is not None:
             return PrepareResult(out_dir, meta, skipped=True)
         start = time.perf_counter()
@@ -112,23 +110,6 @@ def run_prepare(cfg: PrepareConfig, out_dir: str | Path, force: bool = False,
         meta.update(config_hash=c_hash, input_hash=i_hash)
         write_dataset(out_dir, tables, meta, start)
     return PrepareResult(out_dir, meta, skipped=False)
-
-
-@contextlib.contextmanager
-def _folder_lock(out_dir: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``out_dir/.prepare.lock`` (no-op where fcntl is missing)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks; single writer assumed
-        yield
-        return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / ".prepare.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def build_tables(cfg: PrepareConfig) -> tuple[dict[str, Any], dict[str, Any]]:

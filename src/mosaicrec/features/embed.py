@@ -24,7 +24,7 @@ from mosaicrec.config import StrictModel
 from mosaicrec.features.encoders.base import EncoderConfig
 from mosaicrec.features.fields import FieldInputs, field_file_stem, field_inputs
 from mosaicrec.features.images import ImageReport, open_image
-from mosaicrec.utils import atomic_path, hash_obj
+from mosaicrec.utils import atomic_path, file_lock, hash_obj
 
 
 class EmbedConfig(StrictModel):
@@ -188,21 +188,26 @@ def run_embed(data: Any, cfg: EmbedConfig, features_dir: str | Path | None = Non
     inputs = field_inputs(data, cfg.field, cfg.joiner, cfg.template,
                           Path(cfg.image_base) if cfg.image_base else None)
     enc = _encoder(cfg)
-    if not force and (entry := _up_to_date(out_dir, inputs, enc, cfg)):
-        return EmbedResult(out_dir, int(entry["dimension"]), data.n_items, int(entry["n_missing"]),
-                           skipped=True, notes=inputs.notes)
-    shard_dir = out_dir / f".{field_file_stem(inputs.field)}.chunks-{_chunk_key(cfg, enc, inputs)}"
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    encode_shards(inputs, cfg, enc, shard_dir, root, rank, world)
-    if barrier:
-        barrier()
-    dim, report = (0, ImageReport())
-    if rank == 0:
-        dim, report = merge_shards(inputs, cfg, shard_dir, out_dir, enc)
-        update_manifest(out_dir, cfg, enc, inputs, dim, report)
-        shutil.rmtree(shard_dir, ignore_errors=True)
-    if barrier:
-        barrier()
-    return EmbedResult(out_dir, dim, data.n_items, data.n_items - report.n_ok if rank == 0 else -1,
-                       skipped=False, seconds=time.perf_counter() - t0, notes=inputs.notes,
-                       image_report=report if inputs.modality == "image" else None)
+    # One process at a time per feature (two runs sharing a work dir, e.g. two benchmark seeds
+    # started together): the later one waits, then finds the feature current and reuses it. The
+    # ranks of one distributed job split the chunks instead and meet at ``barrier``.
+    lock = out_dir / f".{field_file_stem(inputs.field)}.lock" if world == 1 else None
+    with file_lock(lock):
+        if not force and (entry := _up_to_date(out_dir, inputs, enc, cfg)):
+            return EmbedResult(out_dir, int(entry["dimension"]), data.n_items, int(entry["n_missing"]),
+                               skipped=True, notes=inputs.notes)
+        shard_dir = out_dir / f".{field_file_stem(inputs.field)}.chunks-{_chunk_key(cfg, enc, inputs)}"
+        shard_dir.mkdir(parents=True, exist_ok=True)
+        encode_shards(inputs, cfg, enc, shard_dir, root, rank, world)
+        if barrier:
+            barrier()
+        dim, report = (0, ImageReport())
+        if rank == 0:
+            dim, report = merge_shards(inputs, cfg, shard_dir, out_dir, enc)
+            update_manifest(out_dir, cfg, enc, inputs, dim, report)
+            shutil.rmtree(shard_dir, ignore_errors=True)
+        if barrier:
+            barrier()
+        return EmbedResult(out_dir, dim, data.n_items, data.n_items - report.n_ok if rank == 0 else -1,
+                           skipped=False, seconds=time.perf_counter() - t0, notes=inputs.notes,
+                           image_report=report if inputs.modality == "image" else None)

@@ -18,11 +18,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from lightning.pytorch.callbacks import Callback  # a core dependency; this modu
 
 from mosaicrec.config import ConfigError, ExperimentConfig
 from mosaicrec.tuning.space import TuneConfig, apply_params, default_params, parse_tune, suggest
-from mosaicrec.utils import write_json
+from mosaicrec.utils import file_lock, write_json
 
 _log = logging.getLogger(__name__)
 
@@ -93,24 +92,6 @@ class TuneResult:
     frozen: list[Path]
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path | None) -> Iterator[None]:
-    """An exclusive advisory lock across processes of one machine (no-op without a path or fcntl)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        path = None
-    if path is None:
-        yield
-        return
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 class RetryStaleOnce:
     """Re-queue a trial whose worker died, once, even if several workers find it stale at once.
 
@@ -132,7 +113,7 @@ class RetryStaleOnce:
 
         if trial.system_attrs.get("failed_trial") is not None:
             return
-        with _file_lock(self.lock_path):
+        with file_lock(self.lock_path):
             if any(t.system_attrs.get("failed_trial") == trial.number for t in study.get_trials(deepcopy=False)):
                 return
             with warnings.catch_warnings():
