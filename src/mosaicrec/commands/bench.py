@@ -195,7 +195,7 @@ def finish_result(per_seed: list[dict[str, Any]], cfg: Any, args: argparse.Names
 def run(args: argparse.Namespace) -> int:
     from mosaicrec.commands._tables import print_metrics
     from mosaicrec.config import load_experiment
-    from mosaicrec.utils import read_json, write_json
+    from mosaicrec.utils import file_lock, read_json, write_json
 
     folder = bench_dir(args.bench_dir)
     if args.list:
@@ -210,9 +210,11 @@ def run(args: argparse.Namespace) -> int:
         result = read_json(args.from_json)
     else:
         per_seed = run_seeds(cfg, args, path.stem)
-        result = finish_result(per_seed, cfg, args, path.stem)
-        if args.json:
-            write_json(args.json, result)
+        # seeds of one benchmark run in parallel (--append) read-modify-write the same JSON
+        with file_lock(Path(args.json).parent / f".{Path(args.json).name}.lock" if args.json else None):
+            result = finish_result(per_seed, cfg, args, path.stem)
+            if args.json:
+                write_json(args.json, result)
         if args.cold_into and "metrics_cold" in result:
             from mosaicrec.commands.cold import merge_json
 
