@@ -117,39 +117,51 @@ class RecommendFastPath:
     framework's per-request Python work, not the model, limited the server (docs/serving.md);
     every other path goes to the FastAPI app. :class:`_App` calls it before FastAPI's own
     middleware stack (its per-request telemetry check and error middleware cost ~6% of the
-    server's GIL time under load), inside a :class:`BodySizeLimit` of its own.
+    server's GIL time under load); it applies the same body cap as :class:`BodySizeLimit` while
+    reading the body (one read, no replay).
     """
 
     def __init__(self, app: Any, answer: Callable[[RecommendRequest], Awaitable[dict[str, Any]]],
-                 api_key: str | None) -> None:
+                 api_key: str | None, max_bytes: int) -> None:
         self.app, self.answer, self.api_key = app, answer, api_key
+        self.limit = BodySizeLimit(None, max_bytes)  # the same cap and 413 as every other path
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] != "/recommend" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        status, payload = await self._handle(scope, receive)
+        # the body cap first (as BodySizeLimit in front of FastAPI): declared, then streamed size
+        max_bytes = self.limit.max_bytes
+        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if length is not None and length.isdigit() and int(length) > max_bytes:
+            await self.limit._reject(send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            msg = await receive()
+            if msg["type"] != "http.request":  # client went away: nothing to answer
+                return
+            chunks.append(msg.get("body", b""))
+            size += len(chunks[-1])
+            more = msg.get("more_body", False)
+            if size > max_bytes:
+                await self.limit._reject(send)
+                return
+        status, payload = await self._handle(scope, b"".join(chunks))
         body = _dumps(payload, status)
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
-    async def _handle(self, scope: dict[str, Any], receive: Any) -> tuple[int, Any]:
+    async def _handle(self, scope: dict[str, Any], raw: bytes) -> tuple[int, Any]:
         from pydantic import ValidationError
 
         if self.api_key is not None:
             key = next((v for k, v in scope["headers"] if k == b"x-api-key"), b"").decode("latin-1")
             if not (key and secrets.compare_digest(key, self.api_key)):
                 return 401, {"detail": f"missing or wrong {API_KEY_HEADER} header"}
-        chunks, more = [], True
-        while more:
-            msg = await receive()
-            if msg["type"] != "http.request":
-                return 400, {"detail": "client disconnected"}
-            chunks.append(msg.get("body", b""))
-            more = msg.get("more_body", False)
         try:
-            data = _loads(b"".join(chunks))
+            data = _loads(raw)
         except ValueError as e:  # FastAPI's body for malformed JSON
             return 422, {"detail": [{"type": "json_invalid", "loc": ["body", getattr(e, "pos", 0)],
                                      "msg": "JSON decode error", "input": {}, "ctx": {"error": getattr(e, "msg", str(e))}}]}
@@ -223,7 +235,7 @@ def create_app(service: Service, api_key: str | None = None) -> Any:
                 "warnings": query.warnings, "explain": ans.explain}
 
     if cfg.fast_path:  # before FastAPI's stack, with its own body cap
-        app.fast = BodySizeLimit(RecommendFastPath(None, answer=answer, api_key=api_key), cfg.max_body_bytes)
+        app.fast = RecommendFastPath(None, answer=answer, api_key=api_key, max_bytes=cfg.max_body_bytes)
     app.add_middleware(BodySizeLimit, max_bytes=cfg.max_body_bytes)
 
     async def require_key(x_api_key: str | None = Header(None)) -> None:  # async: no thread hop
