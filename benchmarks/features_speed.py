@@ -57,7 +57,8 @@ def _rates(prefix: str, unit: str, batched: Section, single: Section, n_b: float
 def bench_embed(titles: list[str], warm: list[str], n_single: int, batch_size: int | None, rounds: int,
                 precision: str = "auto", max_batch_tokens: int | None = None) -> dict[str, Any]:
     """Batched and one-by-one encoding with the SAME encoder (same precision, same code path),
-    interleaved in ``rounds`` so both see the same machine load. ``None`` = the encoder's default.
+    interleaved in ``rounds`` so both see the same machine load (which path runs first alternates
+    from round to round). ``None`` = the encoder's default.
     ``warm``: other titles that warm up both paths first (not measured)."""
     from mosaicrec.features.encoders import build_encoder
 
@@ -74,13 +75,20 @@ def bench_embed(titles: list[str], warm: list[str], n_single: int, batch_size: i
     detail, halves = [], []
     for r in range(rounds):
         batched, single = Section(), Section()
-        with batched:
-            enc.encode_texts(titles[r * per_b:(r + 1) * per_b])
-        with single:
-            for t in titles[r * per_s:(r + 1) * per_s]:
-                enc.encode_texts([t])
+
+        def run_batched(sec: Section = batched, r: int = r) -> None:
+            with sec:
+                enc.encode_texts(titles[r * per_b:(r + 1) * per_b])
+
+        def run_single(sec: Section = single, r: int = r) -> None:
+            with sec:
+                for t in titles[r * per_s:(r + 1) * per_s]:
+                    enc.encode_texts([t])
+
+        for run in ((run_batched, run_single) if r % 2 == 0 else (run_single, run_batched)):  # order alternates
+            run()
         halves.append((batched, single))
-        detail.append({"batched_per_s": round(per_b / batched.wall, 1), "single_per_s": round(per_s / single.wall, 1),
+        detail.append({"first": "batched" if r % 2 == 0 else "single", "batched_per_s": round(per_b / batched.wall, 1), "single_per_s": round(per_s / single.wall, 1),
                        "ratio": round((per_b / batched.wall) / (per_s / single.wall), 3),
                        "other_cores_batched": batched.other_cores, "other_cores_single": single.other_cores})
     tot_b, tot_s = _sum([h[0] for h in halves]), _sum([h[1] for h in halves])

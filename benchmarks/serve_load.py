@@ -5,7 +5,8 @@ A bounded async client (raw asyncio keep-alive HTTP/1.1 by default; aiohttp or h
 user histories of the run's dataset, most recent ``--history`` items, target domain = the
 user's last one, k=10) at each concurrency level, with a time limit per level; then the same
 at 32 clients against a second server started with ``--no-batching`` (one forward pass per
-request), in ``--rounds`` alternating rounds so that both modes see the same machine. Every
+request), in ``--rounds`` alternating rounds so that both modes see the same machine (which
+mode runs first alternates from round to round). Every
 request is counted: answered 200, answered otherwise (errors, with 5xx counted apart), or lost
 (never answered before the time limit).
 
@@ -258,8 +259,8 @@ def summarize(raws: list[dict[str, Any]]) -> dict[str, Any]:
         "client_cpu_ms_per_request": round(1000 * sum(r["client_cpu"] for r in raws) / max(issued, 1), 3),
         "status_counts": {str(k): v for k, v in sorted(status.items())},
         "failures": [f for r in raws for f in r["failures"]][:5],
-        "other_cores": (round(sum(r["other_cpu"] for r in raws) / seconds, 2)
-                        if all(r.get("other_cpu") is not None for r in raws) and seconds > 0 else None),
+        "other_cores": (round(sum(r["other_cpu"] for r in raws) / sum(r["section_wall"] for r in raws), 2)
+                        if all(r.get("other_cpu") is not None for r in raws) else None),
     }
 
 
@@ -290,7 +291,7 @@ class Server:
         after = batch_stats(self.url)
         raw.update(server_cpu=cpu1 - cpu0, client_cpu=own1 - own0, batches=after["batches"] - before["batches"],
                    batched_requests=after["requests"] - before["requests"], other_cores=section.other_cores,
-                   other_cpu=section.other_cpu if section.measured else None)
+                   other_cpu=section.other_cpu if section.measured else None, section_wall=section.wall)
         return raw
 
     def stop(self) -> None:
@@ -323,16 +324,18 @@ def run_all(args: argparse.Namespace, bodies: list[dict[str, Any]]) -> dict[str,
                 report(f"batched c={c}", results[f"c{c}"])
         rounds: dict[str, list[dict[str, Any]]] = {"c32": [], "unbatched_c32": []}
         n, limit = args.round_requests, args.time_limit
-        for _ in range(args.rounds):
-            rounds["c32"].append(batched.measure(bodies, 32, n, limit, args.client))
-            rounds["unbatched_c32"].append(unbatched.measure(bodies, 32, n, limit, args.client))
+        servers = {"c32": batched, "unbatched_c32": unbatched}
+        for i in range(args.rounds):  # the order alternates: the second of a pair ran measurably slower
+            for key in (("c32", "unbatched_c32") if i % 2 == 0 else ("unbatched_c32", "c32")):
+                rounds[key].append(servers[key].measure(bodies, 32, n, limit, args.client))
         for key, raws in rounds.items():
             results[key] = summarize(raws)
             report(key, results[key])
         detail = []
         for b, u in zip(rounds["c32"], rounds["unbatched_c32"], strict=True):
             b_rps, u_rps = (summarize([r])["rps"] for r in (b, u))
-            detail.append({"rps": b_rps, "unbatched_rps": u_rps, "ratio": round(b_rps / max(u_rps, 1e-9), 3),
+            detail.append({"first": "batched" if len(detail) % 2 == 0 else "unbatched",
+                           "rps": b_rps, "unbatched_rps": u_rps, "ratio": round(b_rps / max(u_rps, 1e-9), 3),
                            "other_cores": b["other_cores"], "unbatched_other_cores": u["other_cores"]})
         results["rounds_c32"] = detail
     finally:
