@@ -103,7 +103,7 @@ class SASRec(SequentialIDModel):
         B, L = items.shape
         n = (items != 0).sum(1)  # [B] history lengths
         per = max(1, self.serve_chunk_tokens // max(L, 1))  # rows per chunk
-        if B <= per:
+        if per >= B:
             return self._serve_rows(items, n)
         order = torch.argsort(n, stable=True)  # [B] shortest first
         out = torch.empty(B, self.cfg.hidden, device=items.device)  # [B, D]
