@@ -34,7 +34,6 @@ from mosaicrec.config import StrictModel
 from mosaicrec.data.batches import SeqBatch
 from mosaicrec.models.base import ModelContext, Recommender
 from mosaicrec.models.cdsr.layers import (
-    CausalEncoder,
     FrozenFeature,
     align_to_merged,
     domain_view,
@@ -42,6 +41,7 @@ from mosaicrec.models.cdsr.layers import (
     local_index,
     trim_view,
 )
+from mosaicrec.models.cdsr.packed import PackedEncoders
 
 #: item ids [*] -> item vectors [*, K] (one prediction branch's item side)
 ItemLookup = Callable[[torch.Tensor], torch.Tensor]
@@ -150,9 +150,9 @@ class CrossDomainRecommender(Recommender):
         self.encoders = nn.ModuleDict()
         views = ([f"intra{d}" for d in range(self.n_domains)] if cfg.use_intra else []) + (
             ["inter"] if cfg.use_inter else [])
-        for v in views:
-            for m in (["all"] if cfg.share_modality_encoders else self.modalities):
-                self.encoders[f"{v}_{m}"] = CausalEncoder(cfg.hidden, cfg.layers, cfg.heads, cfg.dropout, ctx.max_len)
+        groups = 1 if cfg.share_modality_encoders else len(self.modalities)
+        for v in views:  # one encoder per (view, modality), run together (same init as separate ones)
+            self.encoders[v] = PackedEncoders(groups, cfg.hidden, cfg.layers, cfg.heads, cfg.dropout, ctx.max_len)
         self.empty = nn.Parameter(torch.zeros(self.n_domains, len(self.modalities), cfg.hidden))
         cands, local = local_index(ctx.item_domain, self.n_domains)
         for d, c in enumerate(cands):
@@ -197,14 +197,9 @@ class CrossDomainRecommender(Recommender):
     # ---- level 1 ----------------------------------------------------------------------
     def _encode(self, view: str, xs: torch.Tensor, mask: torch.Tensor,
                 cols: torch.Tensor | None = None, span: int | None = None) -> torch.Tensor:
-        """xs [M, B, L, D] -> [M, B, L, D] through the view's encoder(s)."""
-        m = xs.shape[0]
-        if self.cfg.share_modality_encoders:
-            flat = xs.flatten(0, 1)  # [M*B, L, D]
-            rep_cols = None if cols is None else cols.repeat(m, 1)
-            return self.encoders[f"{view}_all"](flat, mask.repeat(m, 1), rep_cols, span).view_as(xs)
-        return torch.stack([self.encoders[f"{view}_{name}"](xs[i], mask, cols, span)
-                            for i, name in enumerate(self.modalities)])  # [M, B, L, D]
+        """xs [M, B, L, D] -> [M, B, L, D] through the view's encoder(s) (one per modality, or shared)."""
+        out: torch.Tensor = self.encoders[view](xs, mask, cols, span)  # [M, B, L, D]
+        return out
 
     def encode(self, batch: SeqBatch, extra_ids: torch.Tensor | None = None, full: bool = True) -> Views:
         """Level-1 views of ``batch``.

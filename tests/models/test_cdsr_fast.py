@@ -1,0 +1,155 @@
+"""The cheaper training step of the cdsr models computes what the previous one computed.
+
+The previous forward (session 3: one ``CausalEncoder`` per (view, modality) over the padded
+window, one per-domain loop) is kept here as a reference, built from the same weights, and
+compared with the current one on fixed seeds (dropout 0, so that random masks do not differ).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mosaicrec.models.cdsr.layers import CausalEncoder, align_to_merged, domain_view, trim_view
+from mosaicrec.models.cdsr.packed import PackedEncoders
+from tests.models.test_cdsr import L, N_PER_DOMAIN, build, toy_batch, toy_context
+
+
+def _window(rows: int = 5, length: int = 7, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(rows, length, generator=g) > 0.4  # [B, L] holes anywhere, as in per-domain views
+    mask[:, -1] = True
+    mask[0] = False  # a row without any real token
+    cols = torch.sort(torch.randint(0, 9, (rows, length), generator=g), 1).values  # [B, L]
+    return mask, cols
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_packed_encoders_equal_separate_causal_encoders(layers):
+    """Same seed -> same initial weights as G CausalEncoders; same outputs and gradients."""
+    torch.manual_seed(3)
+    packed = PackedEncoders(3, 16, layers, 2, 0.0, 10)
+    torch.manual_seed(3)
+    refs = [CausalEncoder(16, layers, 2, 0.0, 10) for _ in range(3)]
+    mask, cols = _window()
+    x = torch.randn(3, *mask.shape, 16, requires_grad=True)  # [G, B, L, D]
+    out = packed(x, mask, cols, 9)  # [G, B, L, D]
+    expected = torch.stack([refs[g](x[g], mask, cols, 9) for g in range(3)])
+    torch.testing.assert_close(out, expected)
+    assert float(out.detach()[:, ~mask].abs().sum()) == 0.0  # padding positions are 0
+    w = torch.randn_like(out)
+    gx, gp = torch.autograd.grad((out * w).sum(), [x, packed.blocks[0].ff1_w])  # type: ignore[union-attr]
+    gx_ref, *gp_ref = torch.autograd.grad((expected * w).sum(), [x, *[r.blocks[0].ffn[0].weight for r in refs]])
+    torch.testing.assert_close(gx, gx_ref)
+    torch.testing.assert_close(gp, torch.stack([g.T for g in gp_ref]))
+    for g in range(3):  # member() exports encoder g's weights
+        torch.testing.assert_close(packed.member(g)(x[g], mask, cols, 9), expected[g])
+
+
+def test_packed_shared_encoder_and_default_positions():
+    torch.manual_seed(0)
+    packed = PackedEncoders(1, 8, 1, 1, 0.0, 10)
+    ref = packed.member(0).eval()
+    mask, _ = _window(seed=1)
+    x = torch.randn(4, *mask.shape, 8)  # 4 inputs through ONE shared encoder
+    out = packed.eval()(x, mask)
+    torch.testing.assert_close(out, torch.stack([ref(x[i], mask) for i in range(4)]))
+    with pytest.raises(ValueError, match="exceeds max_len"):
+        packed(torch.randn(1, 2, 11, 8), torch.ones(2, 11, dtype=torch.bool))
+    with pytest.raises(ValueError, match="3 inputs for 2 encoders"):
+        PackedEncoders(2, 8, 1, 1, 0.0, 10)(torch.randn(3, 2, 4, 8), torch.ones(2, 4, dtype=torch.bool))
+
+
+def test_packed_encoders_train_mode_dropout_only_touches_real_tokens():
+    torch.manual_seed(0)
+    packed = PackedEncoders(2, 8, 1, 2, 0.5, 10).train()
+    mask, cols = _window(seed=2)
+    out = packed(torch.randn(2, *mask.shape, 8), mask, cols, 9)
+    assert torch.isfinite(out).all() and float(out[:, ~mask].abs().sum()) == 0.0
+
+
+# ---- whole models: the session-3 forward as a reference ------------------------------------
+
+def reference_encode(model, batch):
+    """The previous CrossDomainRecommender.encode: one CausalEncoder per (view, modality)."""
+    tables = model.item_rows()
+    n_m = len(model.modalities)
+
+    def run(view, xs, mask, cols=None, span=None):
+        enc = model.encoders[view]
+        if enc.groups == 1:
+            e = enc.member(0)
+            return e(xs.flatten(0, 1), mask.repeat(n_m, 1), None if cols is None else cols.repeat(n_m, 1),
+                     span).view_as(xs)
+        return torch.stack([enc.member(i)(xs[i], mask, cols, span) for i in range(n_m)])
+
+    inter = intra = None
+    if model.cfg.use_inter:
+        inter = run("inter", tables.stacked(batch.items), batch.mask)
+    if model.cfg.use_intra:
+        per = []
+        for d in range(model.n_domains):
+            compact, cols, index, seen = domain_view(batch.items, batch.domains, d)
+            compact, cols, index = trim_view(compact, cols, index)
+            states = run(f"intra{d}", tables.stacked(compact), compact != 0, cols, batch.items.shape[1])
+            per.append(torch.stack([align_to_merged(states[i], index, seen, model.empty[d, i]) for i in range(n_m)]))
+        intra = torch.stack(per)
+    return inter, intra
+
+
+def reference_loss(model, batch, negs):
+    """The previous CrossDomainRecommender.loss with loss_scope sampled and the negatives ``negs``."""
+    inter, intra = reference_encode(model, batch)
+    from mosaicrec.models.cdsr.base import Views
+
+    views = Views(intra, inter, model.item_rows())
+    cfg = model.cfg
+    weights = cfg.domain_loss_weights or [1.0] * model.n_domains
+    total = torch.zeros(())
+
+    def ce(parts, target, neg, combine=True):
+        fuse = model.combine if combine else (lambda xs: xs[0])
+        logits = fuse([torch.cat([(u * table(target)).sum(-1, keepdim=True),
+                                  (u @ table(neg).T).masked_fill(neg[None] == target[:, None], -1e9)], 1)
+                       for u, table in parts])
+        return F.cross_entropy(logits, torch.zeros_like(target))
+
+    for d in range(model.n_domains):
+        b, t = ((batch.targets > 0) & (batch.target_domains == d)).nonzero(as_tuple=True)
+        if len(b) == 0:
+            continue
+        target = batch.targets[b, t]
+        total = total + weights[d] * ce(model.head_parts(views, d, b, t), target, negs[d])
+        if inter is not None and cfg.inter_loss_weight > 0:
+            total = total + cfg.inter_loss_weight * ce(model.uniform_parts(inter[:, b, t], views.tables),
+                                                       target, negs[d], combine=False)
+        if intra is not None and cfg.intra_loss_weight > 0:
+            total = total + cfg.intra_loss_weight * ce(model.uniform_parts(intra[d][:, b, t], views.tables),
+                                                       target, negs[d], combine=False)
+    return total
+
+
+VARIANTS = [dict(), dict(use_intra=False), dict(use_inter=False), dict(share_modality_encoders=True),
+            dict(layers=2, intra_loss_weight=0.5, domain_loss_weights=[1.0, 0.5, 2.0])]
+
+
+@pytest.mark.parametrize("name", ["haf_vt", "llm_emf"])
+@pytest.mark.parametrize("over", VARIANTS)
+def test_encode_and_loss_equal_the_previous_forward(name, over):
+    ctx = toy_context(image_present=np.arange(sum(N_PER_DOMAIN) + 1) % 4 != 0)
+    model = build(name, ctx, loss_scope="sampled", n_negatives=5, **over).train()  # dropout 0
+    batch = toy_batch(ctx, b=7)
+    views = model.encode(batch)
+    inter, intra = reference_encode(model, batch)
+    for got, ref in ((views.inter, inter), (views.intra, intra)):
+        assert (got is None) == (ref is None)
+        if got is not None:
+            torch.testing.assert_close(got, ref)
+    torch.manual_seed(11)
+    loss = model.loss(batch)
+    torch.manual_seed(11)  # the same negatives: drawn first, one randint per domain
+    negs = [model.domain_cands(d)[torch.randint(len(model.domain_cands(d)), (5,))] for d in range(model.n_domains)]
+    torch.testing.assert_close(loss, reference_loss(model, batch, negs))
+    assert L == batch.items.shape[1]
