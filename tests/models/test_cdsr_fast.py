@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from mosaicrec.models.cdsr.layers import CausalEncoder, align_to_merged, domain_view, trim_view
 from mosaicrec.models.cdsr.packed import PackedEncoders
-from tests.models.test_cdsr import L, N_PER_DOMAIN, build, toy_batch, toy_context
+
+from .test_cdsr import N_PER_DOMAIN, build, toy_batch, toy_context
 
 
 def _window(rows: int = 5, length: int = 7, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,7 +68,7 @@ def test_packed_encoders_train_mode_dropout_only_touches_real_tokens():
     packed = PackedEncoders(2, 8, 1, 2, 0.5, 10).train()
     mask, cols = _window(seed=2)
     out = packed(torch.randn(2, *mask.shape, 8), mask, cols, 9)
-    assert torch.isfinite(out).all() and float(out[:, ~mask].abs().sum()) == 0.0
+    assert torch.isfinite(out).all() and float(out.detach()[:, ~mask].abs().sum()) == 0.0
 
 
 # ---- whole models: the session-3 forward as a reference ------------------------------------
@@ -152,4 +153,89 @@ def test_encode_and_loss_equal_the_previous_forward(name, over):
     torch.manual_seed(11)  # the same negatives: drawn first, one randint per domain
     negs = [model.domain_cands(d)[torch.randint(len(model.domain_cands(d)), (5,))] for d in range(model.n_domains)]
     torch.testing.assert_close(loss, reference_loss(model, batch, negs))
-    assert L == batch.items.shape[1]
+
+
+# ---- C2DSR -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layers", [0, 1, 2])
+def test_c2dsr_graph_rows_equal_the_full_propagation(layers):
+    """graph(ids) (last round for the requested rows only) == graph()[ids], values and gradients."""
+    from mosaicrec.models.c2dsr import GraphEmbedding, bipartite_blocks
+
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 9, 60), rng.integers(1, 15, 60)
+    torch.manual_seed(0)
+    g = GraphEmbedding(bipartite_blocks(users, items, 9, 16), 9, 16, hidden=4, layers=layers)
+    ids = torch.tensor([0, 3, 16, 5, 3, 12])  # padding, repeats, an item without edges (16)
+    assert 16 not in set(items.tolist())
+    w = torch.randn(len(ids), 4)
+    rows = g(ids)
+    full = g()
+    torch.testing.assert_close(rows, full[ids])
+    assert float(rows[0].detach().abs().sum()) == 0.0
+    grads = torch.autograd.grad((rows * w).sum(), [g.users, g.items], allow_unused=True)
+    grads_ref = torch.autograd.grad((full[ids] * w).sum(), [g.users, g.items], allow_unused=True)
+    for a, b in zip(grads, grads_ref, strict=True):
+        if a is None or b is None:  # layers=0: users unused on both paths
+            assert a is None and b is None and layers == 0
+        else:
+            torch.testing.assert_close(a, b)
+
+
+def c2dsr_reference_loss(model, batch, negatives, corruption):
+    """The previous C2DSR.loss: full graph tables, separate encoder passes, replayed random draws."""
+    tables = [g() for g in model.graphs]  # the full propagation (session-3 path)
+    encs = [e.member(0) for e in model.encoders]
+    merged = encs[0](tables[0][batch.items], batch.mask)
+    aligned, pooled = [], []
+    for d in range(model.n_domains):
+        compact, cols, index, seen = domain_view(batch.items, batch.domains, d)
+        compact, cols, index = trim_view(compact, cols, index)
+        mask = compact != 0
+        states = encs[1 + d](tables[1 + d][compact], mask, cols, batch.items.shape[1])
+        aligned.append(align_to_merged(states, index, seen, model.empty[d]))
+        pooled.append(states.sum(1) / mask.sum(1, keepdim=True).clamp(min=1))
+    replay = iter(negatives)
+    model._negatives = lambda d: next(replay)
+    total = torch.zeros(())
+    for d in range(model.n_domains):
+        b, t = ((batch.targets > 0) & (batch.target_domains == d)).nonzero(as_tuple=True)
+        if not len(b):
+            continue
+        target = batch.targets[b, t]
+        total = total + model._ce(aligned[d][b, t] + merged[b, t], d, target)
+        total = total + model.cfg.mixed_loss_weight * model._ce(merged[b, t], d, target)
+    corrupt, doms, rows = corruption
+    count = batch.mask.sum(1, keepdim=True).clamp(min=1)
+    cross = merged.sum(1) / count
+    reps = corrupt.shape[0] // len(batch)
+    negs = encs[0](tables[0][corrupt], batch.mask.repeat(reps, 1)).sum(1).view(reps, len(batch), -1) / count
+    info = torch.zeros(())
+    for j, d in enumerate(doms):
+        has, neg = rows[j], negs[j if reps > 1 else 0]
+        pos_s, neg_s = model.disc(pooled[d], cross).squeeze(-1), model.disc(pooled[d], neg).squeeze(-1)
+        info = info + F.binary_cross_entropy_with_logits(pos_s[has], torch.ones_like(pos_s[has])) \
+            + F.binary_cross_entropy_with_logits(neg_s[has], torch.zeros_like(neg_s[has]))
+    return total + model.cfg.infomax_weight * info
+
+
+@pytest.mark.parametrize("mode", ["sampled_domain", "every_domain"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_c2dsr_loss_and_gradients_equal_the_previous_forward(mode, layers):
+    ctx = toy_context()
+    model = build("c2dsr", ctx, loss_scope="sampled", n_negatives=6, infomax_corruption=mode,
+                  infomax_weight=0.7, gnn_layers=layers).train()  # dropout 0
+    batch = toy_batch(ctx, b=9)
+    drawn: list[torch.Tensor] = []
+    negatives, corruption = model._negatives, model._corruption
+    model._negatives = lambda d: drawn.append(negatives(d)) or drawn[-1]
+    seen: list = []
+    model._corruption = lambda b: seen.append(corruption(b)) or seen[-1]
+    loss = model.loss(batch)
+    params = [model.graphs[0].users, model.graphs[0].items, model.graphs[2].items, model.out, model.empty, model.disc.weight]
+    grads = torch.autograd.grad(loss, params)
+    assert len(drawn) == 2 * ctx.n_domains and seen[0] is not None
+    ref = c2dsr_reference_loss(model, batch, drawn, seen[0])
+    torch.testing.assert_close(loss, ref)
+    for a, b in zip(grads, torch.autograd.grad(ref, params), strict=True):
+        torch.testing.assert_close(a, b)
