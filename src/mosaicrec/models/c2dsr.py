@@ -143,10 +143,11 @@ class GraphEmbedding(nn.Module):
         return out * (ids != 0).unsqueeze(-1).to(out.dtype)  # [R, D] padding rows = 0
 
 
-def lookup(graph: GraphEmbedding, items: torch.Tensor) -> torch.Tensor:
+def lookup(graph: nn.Module, items: torch.Tensor) -> torch.Tensor:
     """``graph()[items]`` [*items.shape, D], propagating only the distinct ids of ``items``."""
     ids, inverse = torch.unique(items, return_inverse=True)  # [R], [*]
-    return graph(ids)[inverse]  # [*, D]
+    rows: torch.Tensor = graph(ids)  # [R, D]
+    return rows[inverse]  # [*, D]
 
 
 @MODELS.register("c2dsr")

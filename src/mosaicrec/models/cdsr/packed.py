@@ -21,6 +21,8 @@ Padding positions of the output are 0, as in ``CausalEncoder``.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,6 +44,11 @@ def _stack(tensors: list[torch.Tensor], transpose: bool = False) -> nn.Parameter
     return nn.Parameter(torch.stack([t.detach().T if transpose else t.detach() for t in tensors]).contiguous())
 
 
+def _ffn(block: Block) -> tuple[nn.Linear, nn.Linear]:
+    """The two linear layers of a Block's feed-forward (Linear, GELU, Dropout, Linear)."""
+    return cast(nn.Linear, block.ffn[0]), cast(nn.Linear, block.ffn[3])
+
+
 class PackedBlock(nn.Module):
     """G pre-LN transformer blocks (:class:`~mosaicrec.models.cdsr.layers.Block`) with stacked weights."""
 
@@ -53,10 +60,9 @@ class PackedBlock(nn.Module):
         self.qkv_w, self.qkv_b = _stack([b.qkv.weight for b in blocks], True), _stack([b.qkv.bias for b in blocks])
         self.proj_w, self.proj_b = _stack([b.proj.weight for b in blocks], True), _stack([b.proj.bias for b in blocks])
         self.ln2_w, self.ln2_b = _stack([b.ln2.weight for b in blocks]), _stack([b.ln2.bias for b in blocks])
-        self.ff1_w = _stack([b.ffn[0].weight for b in blocks], True)  # type: ignore[index]
-        self.ff1_b = _stack([b.ffn[0].bias for b in blocks])  # type: ignore[index]
-        self.ff2_w = _stack([b.ffn[3].weight for b in blocks], True)  # type: ignore[index]
-        self.ff2_b = _stack([b.ffn[3].bias for b in blocks])  # type: ignore[index]
+        ff1, ff2 = [_ffn(b)[0] for b in blocks], [_ffn(b)[1] for b in blocks]
+        self.ff1_w, self.ff1_b = _stack([f.weight for f in ff1], True), _stack([f.bias for f in ff1])
+        self.ff2_w, self.ff2_b = _stack([f.weight for f in ff2], True), _stack([f.bias for f in ff2])
         self.drop = nn.Dropout(first.dropout)
 
     def forward(self, h: torch.Tensor, sel: torch.Tensor, rows: int, length: int,
@@ -82,7 +88,7 @@ class PackedEncoders(nn.Module):
         members = [CausalEncoder(hidden, layers, heads, dropout, max_len) for _ in range(groups)]
         self.groups, self.max_len = groups, max_len
         self.pos = _stack([m.pos.weight for m in members])  # [G, max_len, D]
-        self.blocks = nn.ModuleList(PackedBlock([m.blocks[i] for m in members])  # type: ignore[misc]
+        self.blocks = nn.ModuleList(PackedBlock([cast(Block, m.blocks[i]) for m in members])
                                     for i in range(layers))
         self.ln_w, self.ln_b = _stack([m.ln.weight for m in members]), _stack([m.ln.bias for m in members])
         self.drop = nn.Dropout(dropout)
@@ -120,21 +126,18 @@ class PackedEncoders(nn.Module):
 
     def member(self, g: int) -> CausalEncoder:
         """A plain :class:`CausalEncoder` holding encoder ``g``'s weights (reference / export)."""
-        blocks = list(self.blocks)
-        first = blocks[0]
-        hidden, heads = self.pos.shape[-1], first.heads  # type: ignore[union-attr]
-        enc = CausalEncoder(hidden, len(blocks), int(heads), float(first.dropout), self.max_len)  # type: ignore[arg-type]
+        blocks = [cast(PackedBlock, b) for b in self.blocks]
+        enc = CausalEncoder(self.pos.shape[-1], len(blocks), blocks[0].heads, blocks[0].dropout, self.max_len)
         with torch.no_grad():
             enc.pos.weight.copy_(self.pos[g])
             enc.ln.weight.copy_(self.ln_w[g])
             enc.ln.bias.copy_(self.ln_b[g])
-            for src, dst in zip(blocks, enc.blocks, strict=True):
-                s: PackedBlock = src  # type: ignore[assignment]
-                d: Block = dst  # type: ignore[assignment]
+            for s, d in zip(blocks, [cast(Block, b) for b in enc.blocks], strict=True):
+                ff1, ff2 = _ffn(d)
                 for lin, w, bias in ((d.qkv, s.qkv_w, s.qkv_b), (d.proj, s.proj_w, s.proj_b),
-                                     (d.ffn[0], s.ff1_w, s.ff1_b), (d.ffn[3], s.ff2_w, s.ff2_b)):
-                    lin.weight.copy_(w[g].T)  # type: ignore[operator]
-                    lin.bias.copy_(bias[g])  # type: ignore[operator]
+                                     (ff1, s.ff1_w, s.ff1_b), (ff2, s.ff2_w, s.ff2_b)):
+                    lin.weight.copy_(w[g].T)
+                    lin.bias.copy_(bias[g])
                 for ln, w, bias in ((d.ln1, s.ln1_w, s.ln1_b), (d.ln2, s.ln2_w, s.ln2_b)):
                     ln.weight.copy_(w[g])
                     ln.bias.copy_(bias[g])
