@@ -49,6 +49,27 @@ def test_packed_encoders_equal_separate_causal_encoders(layers):
         torch.testing.assert_close(packed.member(g)(x[g], mask, cols, 9), expected[g])
 
 
+@pytest.mark.parametrize("buckets", [1, 2, 3, 8])
+def test_length_buckets_change_nothing(buckets):
+    """Attention in length buckets (rows of similar length, each in its own shorter window)
+    gives the single-window result, for any bucket count (more buckets than rows included)."""
+    from mosaicrec.models.cdsr.packed import bucket_layout
+
+    torch.manual_seed(0)
+    packed = PackedEncoders(2, 8, 2, 2, 0.0, 10, buckets=buckets)
+    ref = [packed.member(g) for g in range(2)]
+    mask, cols = _window(rows=6, length=9, seed=4)
+    mask[1] = False
+    mask[2, :-1] = False  # rows of need 0, 1 and up to 9
+    x = torch.randn(2, *mask.shape, 8)
+    torch.testing.assert_close(packed(x, mask, cols, 9), torch.stack([ref[g](x[g], mask, cols, 9) for g in range(2)]))
+    sel, layout = bucket_layout(mask, 2, buckets)
+    assert sorted(sel.tolist()) == mask.reshape(-1).nonzero().squeeze(1).tolist()  # every real token once
+    assert sum(bk.end - bk.start for bk in layout) == len(sel) and len(layout) <= buckets
+    if buckets >= 3:
+        assert min(bk.length for bk in layout) < 9  # short rows got a shorter window
+
+
 def test_packed_shared_encoder_and_default_positions():
     torch.manual_seed(0)
     packed = PackedEncoders(1, 8, 1, 1, 0.0, 10)

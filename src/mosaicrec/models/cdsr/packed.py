@@ -3,17 +3,20 @@
 :class:`PackedEncoders` computes exactly what ``G`` independent
 :class:`~mosaicrec.models.cdsr.layers.CausalEncoder` modules compute (same architecture, same
 initialisation: it builds ``G`` of them and stacks their parameters) over inputs
-``[G, B, L, D]`` that share one mask ``[B, L]`` (e.g. the modalities of one view), with two
+``[G, B, L, D]`` that share one mask ``[B, L]`` (e.g. the modalities of one view), with three
 savings that change no output:
 
 * the ``G`` encoders' weights are stacked (``[G, in, out]``), so each layer is ONE batched
-  matrix product (``baddbmm``) instead of ``G`` small ones -- on a CPU a training step of the
-  cdsr models is dominated by operator count, not arithmetic;
+  matrix product (``baddbmm``) instead of ``G`` small ones (fewer operator calls, each on
+  more data);
 * every position-wise operation (layer norms, projections, feed-forward, dropout) runs on the
   ``P`` real tokens ``[G, P, D]`` instead of the padded ``[G, B, L, D]`` window (afk windows
-  are about 55% padding; the per-domain views more). Only the attention itself uses the padded
-  ``[G*B, H, L, L]`` layout; padding keys are masked there, padding queries attend to
-  themselves (their outputs are discarded), so real tokens get exactly the padded result.
+  are about 55% padding; the per-domain views more);
+* only the attention uses a padded layout, and in length buckets (:func:`bucket_layout`):
+  rows sorted by length, each bucket in a window of its longest row, so short rows do not pay
+  for the longest row's ``L x L`` scores and dropout mask. Padding keys are masked, padding
+  queries attend to themselves (their outputs are discarded), so real tokens get exactly the
+  padded result.
 
 With ``groups=1`` and ``G' > 1`` inputs the single encoder is shared by the ``G'`` inputs.
 Padding positions of the output are 0, as in ``CausalEncoder``.
@@ -21,6 +24,7 @@ Padding positions of the output are 0, as in ``CausalEncoder``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import cast
 
 import torch
@@ -44,6 +48,52 @@ def _stack(tensors: list[torch.Tensor], transpose: bool = False) -> nn.Parameter
     return nn.Parameter(torch.stack([t.detach().T if transpose else t.detach() for t in tensors]).contiguous())
 
 
+@dataclass
+class Bucket:
+    """Rows of similar length attended together in a window of their longest length.
+
+    Tokens ``start:end`` of the packed order; ``dest [Pk]`` their flat positions in the
+    bucket's ``[rows, length]`` window; ``allowed [G*rows, 1, length, length]`` the attention mask.
+    """
+
+    start: int
+    end: int
+    rows: int
+    length: int
+    dest: torch.Tensor
+    allowed: torch.Tensor
+
+
+def bucket_layout(mask: torch.Tensor, groups: int, buckets: int) -> tuple[torch.Tensor, list[Bucket]]:
+    """Packed token order and attention buckets of a window ``mask [B, L]``.
+
+    Rows are sorted by the span they need (from their first real column to the end) and split
+    into ``buckets`` groups of equal size; each group attends within the last ``Lk`` columns,
+    ``Lk`` = its longest need, so short rows do not pay for the longest row's ``L x L``
+    attention. Every real token still sees exactly its real keys. Returns ``sel [P]`` (the
+    tokens' flat positions in the ``[B, L]`` window, bucket by bucket) and the buckets.
+    """
+    rows, length = mask.shape
+    first = torch.where(mask.any(1), mask.to(torch.int8).argmax(1), length)  # [B] first real column
+    order = torch.argsort(length - first, stable=True)  # [B] shortest need first
+    sels, layout, start = [], [], 0
+    eye = torch.eye(length, dtype=torch.bool, device=mask.device)
+    tril = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
+    for chunk in torch.tensor_split(order, min(buckets, rows)):
+        span = int(length - first[chunk].min()) if len(chunk) else 0
+        if span == 0:  # no real token in these rows
+            continue
+        sub = mask[chunk, length - span:]  # [Bk, Lk]
+        dest = sub.reshape(-1).nonzero().squeeze(1)  # [Pk]
+        sels.append(chunk[dest // span] * length + dest % span + (length - span))  # [Pk]
+        allowed = (sub.unsqueeze(1) & tril[:span, :span]) | eye[:span, :span]  # [Bk, Lk, Lk]
+        layout.append(Bucket(start, start + len(dest), len(chunk), span, dest,
+                             allowed.unsqueeze(1).repeat(groups, 1, 1, 1)))  # [G*Bk, 1, Lk, Lk]
+        start += len(dest)
+    sel = torch.cat(sels) if sels else mask.new_zeros(0, dtype=torch.long)  # [P]
+    return sel, layout
+
+
 def _ffn(block: Block) -> tuple[nn.Linear, nn.Linear]:
     """The two linear layers of a Block's feed-forward (Linear, GELU, Dropout, Linear)."""
     return cast(nn.Linear, block.ffn[0]), cast(nn.Linear, block.ffn[3])
@@ -65,16 +115,19 @@ class PackedBlock(nn.Module):
         self.ff2_w, self.ff2_b = _stack([f.weight for f in ff2], True), _stack([f.bias for f in ff2])
         self.drop = nn.Dropout(first.dropout)
 
-    def forward(self, h: torch.Tensor, sel: torch.Tensor, rows: int, length: int,
-                allowed: torch.Tensor) -> torch.Tensor:
-        """h [G, P, D] real tokens; ``sel [P]`` their flat positions in the ``[rows, length]`` window."""
+    def forward(self, h: torch.Tensor, layout: list[Bucket]) -> torch.Tensor:
+        """h [G, P, D] real tokens, in the order of ``layout``'s buckets."""
         g, _, hidden = h.shape
         qkv = _lin(_ln(h, self.ln1_w, self.ln1_b), self.qkv_w, self.qkv_b)  # [G, P, 3D]
-        full = qkv.new_zeros(g, rows * length, 3 * hidden).index_copy(1, sel, qkv)  # [G, B*L, 3D]
-        q, k, v = full.view(g * rows, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)  # 3x[G*B, H, L, Dh]
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
-                                           dropout_p=self.dropout if self.training else 0.0)  # [G*B, H, L, Dh]
-        a = a.transpose(1, 2).reshape(g, rows * length, hidden)[:, sel]  # [G, P, D]
+        parts = []
+        for bk in layout:
+            full = qkv.new_zeros(g, bk.rows * bk.length, 3 * hidden).index_copy(
+                1, bk.dest, qkv[:, bk.start:bk.end])  # [G, Bk*Lk, 3D]
+            q, k, v = full.view(g * bk.rows, bk.length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)  # 3x[G*Bk, H, Lk, Dh]
+            a = F.scaled_dot_product_attention(q, k, v, attn_mask=bk.allowed,
+                                               dropout_p=self.dropout if self.training else 0.0)  # [G*Bk, H, Lk, Dh]
+            parts.append(a.transpose(1, 2).reshape(g, bk.rows * bk.length, hidden)[:, bk.dest])  # [G, Pk, D]
+        a = torch.cat(parts, 1) if parts else torch.zeros_like(h)  # [G, P, D]
         h = h + self.drop(_lin(a, self.proj_w, self.proj_b))  # [G, P, D]
         f = self.drop(F.gelu(_lin(_ln(h, self.ln2_w, self.ln2_b), self.ff1_w, self.ff1_b)))  # [G, P, 4D]
         return h + self.drop(_lin(f, self.ff2_w, self.ff2_b))  # [G, P, D]
@@ -83,8 +136,12 @@ class PackedBlock(nn.Module):
 class PackedEncoders(nn.Module):
     """``groups`` :class:`~mosaicrec.models.cdsr.layers.CausalEncoder` s run together on real tokens."""
 
-    def __init__(self, groups: int, hidden: int, layers: int, heads: int, dropout: float, max_len: int) -> None:
+    def __init__(self, groups: int, hidden: int, layers: int, heads: int, dropout: float, max_len: int,
+                 buckets: int = 4) -> None:
         super().__init__()
+        if buckets < 1:
+            raise ValueError(f"buckets must be >= 1, got {buckets}")
+        self.buckets = buckets
         members = [CausalEncoder(hidden, layers, heads, dropout, max_len) for _ in range(groups)]
         self.groups, self.max_len = groups, max_len
         self.pos = _stack([m.pos.weight for m in members])  # [G, max_len, D]
@@ -112,14 +169,11 @@ class PackedEncoders(nn.Module):
             x = x.reshape(1, n_in * rows, length, hidden)  # [1, G'*B, L, D]
             mask, cols = mask.repeat(n_in, 1), cols.repeat(n_in, 1)  # [G'*B, L]
         g, b = x.shape[0], x.shape[1]
-        sel = mask.reshape(-1).nonzero().squeeze(1)  # [P] flat positions of the real tokens
+        sel, layout = bucket_layout(mask, g, self.buckets)  # [P] real tokens, bucket by bucket
         pos = cols.reshape(-1)[sel] + (self.max_len - span)  # [P]
         h = self.drop(x.reshape(g, b * length, hidden)[:, sel] + self.pos[:, pos])  # [G, P, D]
-        allowed = mask.unsqueeze(1) & torch.ones(length, length, dtype=torch.bool, device=x.device).tril()  # [B, L, L]
-        allowed = allowed | torch.eye(length, dtype=torch.bool, device=x.device)  # [B, L, L]
-        allowed = allowed.unsqueeze(1).repeat(g, 1, 1, 1)  # [G*B, 1, L, L]
         for block in self.blocks:
-            h = block(h, sel, b, length, allowed)  # [G, P, D]
+            h = block(h, layout)  # [G, P, D]
         h = _ln(h, self.ln_w, self.ln_b)  # [G, P, D]
         out = h.new_zeros(g, b * length, hidden).index_copy(1, sel, h)  # [G, B*L, D] padding = 0
         return out.view(n_in, rows, length, hidden)  # [G', B, L, D]
