@@ -222,8 +222,7 @@ class CrossDomainRecommender(Recommender):
                 compact, cols, index, seen = domain_view(batch.items, batch.domains, d)  # [B, L] x4
                 compact, cols, index = trim_view(compact, cols, index)  # [B, L'] x2, [B, L]
                 states = self._encode(f"intra{d}", tables.stacked(compact), compact != 0, cols, span)  # [M, B, L', D]
-                per.append(torch.stack([align_to_merged(states[i], index, seen, self.empty[d, i])
-                                        for i in range(len(self.modalities))]))  # [M, B, L, D]
+                per.append(align_to_merged(states, index, seen, self.empty[d]))  # [M, B, L, D]
             intra = torch.stack(per)  # [nD, M, B, L, D]
         return Views(intra, inter, tables)
 
