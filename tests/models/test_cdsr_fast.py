@@ -260,3 +260,33 @@ def test_c2dsr_loss_and_gradients_equal_the_previous_forward(mode, layers):
     torch.testing.assert_close(loss, ref)
     for a, b in zip(grads, torch.autograd.grad(ref, params), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def _legacy_state(model, name):
+    """The model's state dict in the session-3 layout (one CausalEncoder per view/modality)."""
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("encoders.")}
+    for key, enc in model.encoders.named_children():
+        if name == "c2dsr":
+            olds = [f"encoders.{key}."]
+        else:
+            olds = [f"encoders.{key}_{m}." for m in (["all"] if enc.groups == 1 else model.modalities)]
+        for g, old in enumerate(olds):
+            state.update({old + k: v for k, v in enc.member(g).state_dict().items()})
+    return state
+
+
+@pytest.mark.parametrize("name, over", [("haf_vt", {}), ("llm_emf", {"share_modality_encoders": True}),
+                                        ("c2dsr", {"layers": 2})])
+def test_weights_saved_before_packing_still_load(name, over):
+    ctx = toy_context()
+    model = build(name, ctx, **over).eval()
+    legacy = _legacy_state(model, name)
+    assert any(".blocks.0.qkv.weight" in k for k in legacy)
+    fresh = build(name, ctx, **over)
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.normal_()  # nothing left of the original weights unless loading restores them
+    fresh.load_state_dict(legacy, strict=True)
+    batch = toy_batch(ctx, train=False)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh.eval().score(batch), model.score(batch))

@@ -25,7 +25,7 @@ representations [?], default lambda 0.3 [?].
 from __future__ import annotations
 
 import warnings
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -43,7 +43,7 @@ from mosaicrec.models.cdsr.layers import (
     local_index,
     trim_view,
 )
-from mosaicrec.models.cdsr.packed import PackedEncoders
+from mosaicrec.models.cdsr.packed import PackedEncoders, stack_legacy_state
 from mosaicrec.registry import MODELS
 
 
@@ -188,6 +188,11 @@ class C2DSR(Recommender):
         self.register_buffer("all_items", torch.arange(1, ctx.n_items + 1), persistent=False)
         self.register_buffer("item_dom", torch.as_tensor(np.asarray(ctx.item_domain, dtype=np.int64)),
                              persistent=False)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        for i in range(len(self.encoders)):  # weights saved before the encoders were packed
+            stack_legacy_state(state_dict, [f"{prefix}encoders.{i}."], f"{prefix}encoders.{i}.")
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def encode(self, batch: SeqBatch) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """Merged states [B, L, D], per-domain states aligned to merged steps, per-domain pooled [B, D]."""

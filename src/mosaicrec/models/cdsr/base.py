@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +41,7 @@ from mosaicrec.models.cdsr.layers import (
     local_index,
     trim_view,
 )
-from mosaicrec.models.cdsr.packed import PackedEncoders
+from mosaicrec.models.cdsr.packed import PackedEncoders, stack_legacy_state
 
 #: item ids [*] -> item vectors [*, K] (one prediction branch's item side)
 ItemLookup = Callable[[torch.Tensor], torch.Tensor]
@@ -159,6 +159,13 @@ class CrossDomainRecommender(Recommender):
             self.register_buffer(f"cands{d}", c, persistent=False)
         self.register_buffer("local", local, persistent=False)
         self.register_buffer("all_items", torch.arange(1, ctx.n_items + 1), persistent=False)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # weights saved before the per-modality encoders were packed: encoders.{view}_{modality}.*
+        names = ["all"] if self.cfg.share_modality_encoders else self.modalities
+        for view in self.encoders:
+            stack_legacy_state(state_dict, [f"{prefix}encoders.{view}_{m}." for m in names], f"{prefix}encoders.{view}.")
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     # ---- modalities -------------------------------------------------------------------
     def _build_modalities(self, cfg: CrossDomainConfig, ctx: ModelContext) -> None:

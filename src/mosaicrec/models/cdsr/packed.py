@@ -196,3 +196,31 @@ class PackedEncoders(nn.Module):
                     ln.weight.copy_(w[g])
                     ln.bias.copy_(bias[g])
         return enc.train(self.training)
+
+
+_LEGACY = (("ln1_w", "ln1.weight", False), ("ln1_b", "ln1.bias", False), ("qkv_w", "qkv.weight", True),
+           ("qkv_b", "qkv.bias", False), ("proj_w", "proj.weight", True), ("proj_b", "proj.bias", False),
+           ("ln2_w", "ln2.weight", False), ("ln2_b", "ln2.bias", False), ("ff1_w", "ffn.0.weight", True),
+           ("ff1_b", "ffn.0.bias", False), ("ff2_w", "ffn.3.weight", True), ("ff2_b", "ffn.3.bias", False))
+
+
+def stack_legacy_state(state: dict[str, torch.Tensor], old: list[str], new: str) -> None:
+    """Rewrite, in place, the weights of separate ``CausalEncoder`` s (key prefixes ``old``, in
+    group order) as one :class:`PackedEncoders` under prefix ``new``.
+
+    Run directories written before the encoders were packed keep loading. Does nothing unless
+    every old encoder is present.
+    """
+    if not old or not all(p + "pos.weight" in state for p in old):
+        return
+
+    def take(name: str, transpose: bool = False) -> torch.Tensor:
+        return torch.stack([state.pop(p + name).T if transpose else state.pop(p + name) for p in old])
+
+    state[new + "pos"] = take("pos.weight")
+    state[new + "ln_w"], state[new + "ln_b"] = take("ln.weight"), take("ln.bias")
+    i = 0
+    while old[0] + f"blocks.{i}.qkv.weight" in state:
+        for dst, src, transpose in _LEGACY:
+            state[new + f"blocks.{i}.{dst}"] = take(f"blocks.{i}.{src}", transpose)
+        i += 1
