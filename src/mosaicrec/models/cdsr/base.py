@@ -258,14 +258,26 @@ class CrossDomainRecommender(Recommender):
         return cands
 
     def _ce(self, parts: list[tuple[torch.Tensor, ItemLookup]], d: int, target: torch.Tensor,
-            neg: torch.Tensor | None, combine: bool = True) -> torch.Tensor:
-        """Cross-entropy of the targets [n] against the loss_scope's candidates."""
+            neg: torch.Tensor | None, combine: bool = True, memo: dict[int, Any] | None = None) -> torch.Tensor:
+        """Cross-entropy of the targets [n] against the loss_scope's candidates.
+
+        ``memo`` (one per target domain and step) shares, between the loss terms, the item
+        vectors of the targets and negatives looked up by the same lookup, and the
+        target-among-negatives mask.
+        """
         fuse = self.combine if combine else (lambda xs: xs[0])
         if neg is not None:  # sampled: target vs K shared negatives of domain d
-            logits = fuse([torch.cat([(u * table(target)).sum(-1, keepdim=True),
-                                      (u @ table(neg).T).masked_fill(neg[None] == target[:, None], -1e9)],
-                                     1) for u, table in parts])  # [n, 1+K]
-            return F.cross_entropy(logits, torch.zeros_like(target))
+            memo = {} if memo is None else memo
+            if -1 not in memo:
+                memo[-1] = neg[None] == target[:, None]  # [n, K] a negative that is the target
+            logits = []
+            for u, table in parts:
+                if id(table) not in memo:  # the lookup is kept in the entry, so its id stays unique
+                    memo[id(table)] = (table, table(target), table(neg))  # [n, K'], [K, K']
+                _, pos, negv = memo[id(table)]
+                logits.append(torch.cat([(u * pos).sum(-1, keepdim=True),
+                                         (u @ negv.T).masked_fill(memo[-1], -1e9)], 1))  # [n, 1+K]
+            return F.cross_entropy(fuse(logits), torch.zeros_like(target))
         if self.cfg.loss_scope == "domain":
             cand, label = self.domain_cands(d), self.local[target]  # [Nd], [n]
         else:
@@ -292,13 +304,14 @@ class CrossDomainRecommender(Recommender):
                 continue
             target = batch.targets[b, t]  # [n]
             neg = negs[d]
-            total = total + weights[d] * self._ce(self.head_parts(views, d, b, t), d, target, neg)
+            memo: dict[int, Any] = {}
+            total = total + weights[d] * self._ce(self.head_parts(views, d, b, t), d, target, neg, memo=memo)
             if views.inter is not None and cfg.inter_loss_weight > 0:
                 parts = self.uniform_parts(views.inter[:, b, t], views.tables)
-                total = total + cfg.inter_loss_weight * self._ce(parts, d, target, neg, combine=False)
+                total = total + cfg.inter_loss_weight * self._ce(parts, d, target, neg, combine=False, memo=memo)
             if views.intra is not None and cfg.intra_loss_weight > 0:
                 parts = self.uniform_parts(views.intra[d][:, b, t], views.tables)
-                total = total + cfg.intra_loss_weight * self._ce(parts, d, target, neg, combine=False)
+                total = total + cfg.intra_loss_weight * self._ce(parts, d, target, neg, combine=False, memo=memo)
         return total
 
     def score(self, batch: SeqBatch) -> torch.Tensor:
