@@ -217,15 +217,21 @@ def c2dsr_reference_loss(model, batch, negatives, corruption):
         aligned.append(align_to_merged(states, index, seen, model.empty[d]))
         pooled.append(states.sum(1) / mask.sum(1, keepdim=True).clamp(min=1))
     replay = iter(negatives)
-    model._negatives = lambda d: next(replay)
+
+    def ce(user, target):  # the previous sampled loss term, drawing its own negatives
+        neg = next(replay)
+        pos = (user * model.out[target]).sum(-1, keepdim=True) + model.bias[target, None]
+        negs = (user @ model.out[neg].T + model.bias[neg]).masked_fill(neg[None] == target[:, None], -1e9)
+        return F.cross_entropy(torch.cat([pos, negs], 1), torch.zeros_like(target))
+
     total = torch.zeros(())
     for d in range(model.n_domains):
         b, t = ((batch.targets > 0) & (batch.target_domains == d)).nonzero(as_tuple=True)
         if not len(b):
             continue
         target = batch.targets[b, t]
-        total = total + model._ce(aligned[d][b, t] + merged[b, t], d, target)
-        total = total + model.cfg.mixed_loss_weight * model._ce(merged[b, t], d, target)
+        total = total + ce(aligned[d][b, t] + merged[b, t], target)
+        total = total + model.cfg.mixed_loss_weight * ce(merged[b, t], target)
     corrupt, doms, rows = corruption
     count = batch.mask.sum(1, keepdim=True).clamp(min=1)
     cross = merged.sum(1) / count

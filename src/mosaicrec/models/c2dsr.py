@@ -25,6 +25,7 @@ representations [?], default lambda 0.3 [?].
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -150,6 +151,10 @@ def lookup(graph: nn.Module, items: torch.Tensor) -> torch.Tensor:
     return rows[inverse]  # [*, D]
 
 
+#: item ids [*] -> the output layer's (weights [*, D], bias [*]) for them
+OutRows = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
 @MODELS.register("c2dsr")
 class C2DSR(Recommender):
     cfg: C2DSRConfig
@@ -223,18 +228,39 @@ class C2DSR(Recommender):
     def _logits(self, user: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
         return user @ self.out[cand].T + self.bias[cand]  # [n, |cand|]
 
-    def _ce(self, user: torch.Tensor, d: int, target: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of targets [n] for user vectors [n, D] over the loss_scope's candidates."""
+    def _ce(self, user: torch.Tensor, d: int, target: torch.Tensor, neg: torch.Tensor | None = None,
+            rows: OutRows | None = None) -> torch.Tensor:
+        """Cross-entropy of targets [n] for user vectors [n, D] over the loss_scope's candidates.
+
+        ``loss_scope: sampled``: against the negatives ``neg [K]``, with the output layer's
+        rows taken from ``rows`` (:meth:`_out_rows`, one gather for the whole step).
+        """
         if self.cfg.loss_scope == "sampled":
-            neg = self._negatives(d)  # [K]
-            pos = (user * self.out[target]).sum(-1, keepdim=True) + self.bias[target, None]  # [n, 1]
-            negs = self._logits(user, neg).masked_fill(neg[None] == target[:, None], -1e9)  # [n, K]
+            assert neg is not None and rows is not None, "sampled loss needs negatives and output rows"
+            w_t, b_t = rows(target)  # [n, D], [n]
+            w_n, b_n = rows(neg)  # [K, D], [K]
+            pos = (user * w_t).sum(-1, keepdim=True) + b_t[:, None]  # [n, 1]
+            negs = (user @ w_n.T + b_n).masked_fill(neg[None] == target[:, None], -1e9)  # [n, K]
             return F.cross_entropy(torch.cat([pos, negs], 1), torch.zeros_like(target))
         if self.cfg.loss_scope == "domain":
             cand, label = getattr(self, f"cands{d}"), self.local[target]
         else:
             cand, label = self.all_items, target - 1
         return F.cross_entropy(self._logits(user, cand), label)
+
+    def _out_rows(self, ids: torch.Tensor) -> OutRows:
+        """Lookup of the output layer's (weights, bias) for the items ``ids`` [any] of one step.
+
+        One gather of each table for the whole step (each gather's gradient is a full-table
+        scatter, so one instead of one per loss term).
+        """
+        uniq = torch.unique(ids)  # [R]
+        w, b = self.out[uniq], self.bias[uniq]  # [R, D], [R]
+
+        def rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            at = torch.searchsorted(uniq, x.contiguous())  # [*]
+            return w[at], b[at]  # [*, D], [*]
+        return rows
 
     def _negatives(self, d: int) -> torch.Tensor:
         """``n_negatives`` uniform items of domain d [K] (a fresh draw per loss term)."""
@@ -296,15 +322,22 @@ class C2DSR(Recommender):
         corruption = self._corruption(batch) if cfg.infomax_weight > 0 else None
         merged, aligned, pooled, neg_states = self._encode(batch, None if corruption is None else corruption[0])
         total = merged.new_zeros(())
+        terms = []  # (d, b, t, target, negatives of the joint and of the merged-only loss)
         for d in range(self.n_domains):
-            b, t = ((batch.targets > 0) & (batch.target_domains == d)).nonzero(as_tuple=True)
+            b, t = ((batch.targets > 0) & (batch.target_domains == d)).nonzero(as_tuple=True)  # [n] x2
             if not len(b):
                 continue
-            target = batch.targets[b, t]  # [n]
+            negs = [self._negatives(d) if cfg.loss_scope == "sampled" else None
+                    for _ in range(1 + (cfg.mixed_loss_weight > 0))]  # a fresh draw per loss term
+            terms.append((d, b, t, batch.targets[b, t], negs))
+        out_rows = None
+        if cfg.loss_scope == "sampled" and terms:
+            out_rows = self._out_rows(torch.cat([x for term in terms for x in (term[3], *term[4]) if x is not None]))
+        for d, b, t, target, negs in terms:
             user = aligned[d][b, t] + merged[b, t]  # [n, D]
-            total = total + self._ce(user, d, target)
+            total = total + self._ce(user, d, target, negs[0], out_rows)
             if cfg.mixed_loss_weight > 0:
-                total = total + cfg.mixed_loss_weight * self._ce(merged[b, t], d, target)
+                total = total + cfg.mixed_loss_weight * self._ce(merged[b, t], d, target, negs[1], out_rows)
         if corruption is not None and neg_states is not None:
             _, doms, rows = corruption
             total = total + cfg.infomax_weight * self._infomax(batch, merged, pooled, neg_states, doms, rows)
