@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -32,7 +33,9 @@ def main() -> None:
     ap.add_argument("--work-dir", default="work")
     ap.add_argument("--batch-size", type=int, default=None, help="default: the first model's train.batch_size")
     ap.add_argument("--json")
+    ap.add_argument("--label", default="", help="recorded in the JSON (e.g. the commit measured)")
     a = ap.parse_args()
+    load0 = list(os.getloadavg())
     torch.manual_seed(0)
     cfgs = {n: load_experiment(BENCH / f"{n}.yaml") for n in a.models}
     first = next(iter(cfgs.values()))
@@ -55,14 +58,20 @@ def main() -> None:
                 times[n].append(time.perf_counter() - t0)
     steps_per_epoch = -(-len(ds) // bsz)
     base = a.models[0]
-    out = {n: {"s_per_step": sum(t) / len(t), "s_per_epoch": sum(t) / len(t) * steps_per_epoch,
-               "ratio_to_" + base: sum(t) / sum(times[base])} for n, t in times.items()}
+    out: dict[str, dict[str, object]] = {
+        n: {"s_per_step": sum(t) / len(t), "s_per_epoch": sum(t) / len(t) * steps_per_epoch,
+            "ratio_to_" + base: sum(t) / sum(times[base]),
+            "median_ratio_to_" + base: statistics.median(t) / statistics.median(times[base])}
+        for n, t in times.items()}
     out["_"] = {"steps_timed": a.steps, "steps_per_epoch": steps_per_epoch,
                 "batch_size": bsz, "threads": torch.get_num_threads(),
-                "load_average_at_end": list(os.getloadavg())}
+                "load_average_at_start": load0, "load_average_at_end": list(os.getloadavg()),
+                "code": a.label}
     print(json.dumps(out, indent=2))
     if a.json:
-        Path(a.json).write_text(json.dumps(out, indent=2) + "\n")
+        from mosaicrec.utils import write_json
+
+        write_json(a.json, out)
 
 
 if __name__ == "__main__":
