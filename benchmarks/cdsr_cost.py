@@ -1,10 +1,11 @@
 """Seconds per training step of the cdsr models against SASRec on afk, in ONE process.
 
-Both models train on the same real batches (the engine's training windows of afk), steps
+Every model trains on the same real batches (the engine's training windows of afk), steps
 interleaved model by model, so machine load affects them alike. Seconds per epoch =
 seconds per step x steps per epoch (the same windows for every model).
 
-    /work/bin/heavy python benchmarks/cdsr_cost.py --steps 15 --batch-size 32 --json benchmarks/results/cdsr_cost_afk.json
+    HEAVY_ALL=1 OMP_NUM_THREADS=1 /work/bin/heavy python benchmarks/cdsr_cost.py --steps 40 --batch-size 32 \
+        --models afk_sasrec afk_haf_vt afk_c2dsr afk_llm_emf-no_llm --json benchmarks/results/cdsr_cost_afk.json
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None, help="default: the first model's train.batch_size")
     ap.add_argument("--json")
     ap.add_argument("--label", default="", help="recorded in the JSON (e.g. the commit measured)")
+    ap.add_argument("--fused-adam", action="store_true",
+                    help="torch's fused AdamW kernel instead of the engine's default (single-tensor on CPU)")
     a = ap.parse_args()
     load0 = list(os.getloadavg())
     torch.manual_seed(0)
@@ -47,7 +50,9 @@ def main() -> None:
     models, opts, times = {}, {}, {n: [] for n in cfgs}
     for n, c in cfgs.items():
         models[n] = build_model(c, data, a.work_dir).train()
-        opts[n] = torch.optim.Adam(models[n].parameters(), lr=1e-3)
+        # the engine's optimiser (RecModule.configure_optimizers): AdamW at the YAML's lr
+        opts[n] = torch.optim.AdamW(models[n].parameters(), lr=c.train.lr, weight_decay=c.train.weight_decay,
+                                    fused=a.fused_adam or None)
     for i, batch in enumerate(batches):
         for n, m in models.items():
             t0 = time.perf_counter()
@@ -66,7 +71,7 @@ def main() -> None:
     out["_"] = {"steps_timed": a.steps, "steps_per_epoch": steps_per_epoch,
                 "batch_size": bsz, "threads": torch.get_num_threads(),
                 "load_average_at_start": load0, "load_average_at_end": list(os.getloadavg()),
-                "code": a.label}
+                "code": a.label, "optimizer": "AdamW fused" if a.fused_adam else "AdamW (engine default)"}
     print(json.dumps(out, indent=2))
     if a.json:
         from mosaicrec.utils import write_json
