@@ -79,7 +79,7 @@ def bucket_layout(mask: torch.Tensor, groups: int, buckets: int) -> tuple[torch.
     sels, layout, start = [], [], 0
     eye = torch.eye(length, dtype=torch.bool, device=mask.device)
     tril = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
-    for chunk in torch.tensor_split(order, min(buckets, rows)):
+    for chunk in torch.tensor_split(order, max(1, min(buckets, rows))):
         span = int(length - first[chunk].min()) if len(chunk) else 0
         if span == 0:  # no real token in these rows
             continue
