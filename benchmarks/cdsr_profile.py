@@ -42,7 +42,7 @@ def main() -> None:
         model = build_model(c, data, a.work_dir).train()
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-        def step(batch) -> None:
+        def step(batch, model=model, opt=opt) -> None:
             opt.zero_grad()
             model.loss(batch).backward()
             opt.step()
