@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--work-dir", default="work")
     ap.add_argument("--batch-size", type=int, default=None, help="default: the first model's train.batch_size")
+    ap.add_argument("--bench-dir", default=str(BENCH), help="folder of the benchmark YAMLs (their data paths are relative to it)")
     ap.add_argument("--json")
     ap.add_argument("--label", default="", help="recorded in the JSON (e.g. the commit measured)")
     ap.add_argument("--fused-adam", action="store_true",
@@ -40,7 +41,7 @@ def main() -> None:
     a = ap.parse_args()
     load0 = list(os.getloadavg())
     torch.manual_seed(0)
-    cfgs = {n: load_experiment(BENCH / f"{n}.yaml") for n in a.models}
+    cfgs = {n: load_experiment(Path(a.bench_dir) / f"{n}.yaml") for n in a.models}
     first = next(iter(cfgs.values()))
     data = PreparedData.load(resolve_data(first.data, Path(a.work_dir)))
     ds = WindowDataset(build_windows(data, first.train.max_len))

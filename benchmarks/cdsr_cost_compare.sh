@@ -26,20 +26,20 @@ COST=$T/HEAD/benchmarks/cdsr_cost.py
 PROBE=$T/HEAD/benchmarks/cdsr_epoch_probe.py
 M="afk_sasrec afk_haf_vt afk_c2dsr afk_llm_emf-no_llm"
 echo "=== start $(date -u +%T) commit $NEW (prev $PREV) load $(cat /proc/loadavg)"
-PYTHONPATH=$T/HEAD/src $PY "$COST" --steps 40 --batch-size 32 --models $M --work-dir "$W" --label "$NEW" \
+PYTHONPATH=$T/HEAD/src $PY "$COST" --steps 40 --batch-size 32 --models $M --work-dir "$W" --bench-dir "$ROOT/benchmarks" --label "$NEW" \
   --json "$R/cdsr_cost_afk.json"
-PYTHONPATH=$T/$PREV/src $PY "$COST" --steps 40 --batch-size 32 --models $M --work-dir "$W" --label "$PREV" \
+PYTHONPATH=$T/$PREV/src $PY "$COST" --steps 40 --batch-size 32 --models $M --work-dir "$W" --bench-dir "$ROOT/benchmarks" --label "$PREV" \
   --json "$R/cdsr_cost_afk_prev.json"
-PYTHONPATH=$T/HEAD/src $PY "$COST" --steps 40 --batch-size 32 --models $M --work-dir "$W" --label "$NEW" \
+PYTHONPATH=$T/HEAD/src $PY "$COST" --steps 40 --batch-size 32 --models $M --work-dir "$W" --bench-dir "$ROOT/benchmarks" --label "$NEW" \
   --fused-adam --json "$R/cdsr_cost_afk_fused.json"
 echo "=== epoch probe, current code $(date -u +%T)"
-PYTHONPATH=$T/HEAD/src $PY "$PROBE" food_kitchen_sasrec afk_sasrec --steps 40 --work-dir "$W" \
+PYTHONPATH=$T/HEAD/src $PY "$PROBE" food_kitchen_sasrec afk_sasrec --steps 40 --work-dir "$W" --bench-dir "$ROOT/benchmarks" \
   --json "$R/cdsr_epoch_probe.json"
 echo "=== epoch probe, code of $PROBE_OLD $(date -u +%T)"
-PYTHONPATH=$T/$PROBE_OLD/src $PY "$PROBE" food_kitchen_sasrec afk_sasrec --steps 40 --work-dir "$W" \
+PYTHONPATH=$T/$PROBE_OLD/src $PY "$PROBE" food_kitchen_sasrec afk_sasrec --steps 40 --work-dir "$W" --bench-dir "$ROOT/benchmarks" \
   --json "$R/cdsr_epoch_probe_$PROBE_OLD.json"
-PYTHONPATH=$T/HEAD/src $PY "$COST" --steps 20 --batch-size 128 --models $M --work-dir "$W" --label "$NEW" \
+PYTHONPATH=$T/HEAD/src $PY "$COST" --steps 20 --batch-size 128 --models $M --work-dir "$W" --bench-dir "$ROOT/benchmarks" --label "$NEW" \
   --json "$R/cdsr_cost_afk_b128.json"
-PYTHONPATH=$T/$PREV/src $PY "$COST" --steps 40 --batch-size 32 --models $M --work-dir "$W" --label "$PREV" \
+PYTHONPATH=$T/$PREV/src $PY "$COST" --steps 40 --batch-size 32 --models $M --work-dir "$W" --bench-dir "$ROOT/benchmarks" --label "$PREV" \
   --fused-adam --json "$R/cdsr_cost_afk_prev_fused.json"
 echo "=== end $(date -u +%T) load $(cat /proc/loadavg)"

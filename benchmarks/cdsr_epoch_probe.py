@@ -37,8 +37,8 @@ def _top(prof: cProfile.Profile, n: int) -> str:
     return out.getvalue()
 
 
-def probe(name: str, steps: int, work_dir: str, profile: bool) -> dict[str, float | int | str]:
-    cfg = load_experiment(BENCH / f"{name}.yaml")
+def probe(name: str, steps: int, work_dir: str, profile: bool, bench_dir: Path = BENCH) -> dict[str, float | int | str]:
+    cfg = load_experiment(bench_dir / f"{name}.yaml")
     torch.manual_seed(cfg.train.seed)
     t0 = time.perf_counter()
     data = PreparedData.load(resolve_data(cfg.data, Path(work_dir)))
@@ -88,9 +88,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--work-dir", default="work")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--bench-dir", default=str(BENCH), help="folder of the benchmark YAMLs (their data paths are relative to it)")
     ap.add_argument("--json")
     a = ap.parse_args()
-    out: dict[str, object] = {n: probe(n, a.steps, a.work_dir, a.profile) for n in a.names}
+    out: dict[str, object] = {n: probe(n, a.steps, a.work_dir, a.profile, Path(a.bench_dir)) for n in a.names}
     out["_"] = {"threads": torch.get_num_threads(), "load_average_at_end": list(os.getloadavg()),
                 "steps_timed": a.steps}
     print(json.dumps(out, indent=2))
