@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,6 @@ from mosaicrec.config import StrictModel
 from mosaicrec.data.batches import SeqBatch
 from mosaicrec.models.base import ModelContext, Recommender
 from mosaicrec.models.cdsr.layers import (
-    CausalEncoder,
     FrozenFeature,
     align_to_merged,
     domain_view,
@@ -42,6 +41,7 @@ from mosaicrec.models.cdsr.layers import (
     local_index,
     trim_view,
 )
+from mosaicrec.models.cdsr.packed import PackedEncoders, stack_legacy_state
 
 #: item ids [*] -> item vectors [*, K] (one prediction branch's item side)
 ItemLookup = Callable[[torch.Tensor], torch.Tensor]
@@ -150,15 +150,22 @@ class CrossDomainRecommender(Recommender):
         self.encoders = nn.ModuleDict()
         views = ([f"intra{d}" for d in range(self.n_domains)] if cfg.use_intra else []) + (
             ["inter"] if cfg.use_inter else [])
-        for v in views:
-            for m in (["all"] if cfg.share_modality_encoders else self.modalities):
-                self.encoders[f"{v}_{m}"] = CausalEncoder(cfg.hidden, cfg.layers, cfg.heads, cfg.dropout, ctx.max_len)
+        groups = 1 if cfg.share_modality_encoders else len(self.modalities)
+        for v in views:  # one encoder per (view, modality), run together (same init as separate ones)
+            self.encoders[v] = PackedEncoders(groups, cfg.hidden, cfg.layers, cfg.heads, cfg.dropout, ctx.max_len)
         self.empty = nn.Parameter(torch.zeros(self.n_domains, len(self.modalities), cfg.hidden))
         cands, local = local_index(ctx.item_domain, self.n_domains)
         for d, c in enumerate(cands):
             self.register_buffer(f"cands{d}", c, persistent=False)
         self.register_buffer("local", local, persistent=False)
         self.register_buffer("all_items", torch.arange(1, ctx.n_items + 1), persistent=False)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # weights saved before the per-modality encoders were packed: encoders.{view}_{modality}.*
+        names = ["all"] if self.cfg.share_modality_encoders else self.modalities
+        for view in self.encoders:
+            stack_legacy_state(state_dict, [f"{prefix}encoders.{view}_{m}." for m in names], f"{prefix}encoders.{view}.")
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     # ---- modalities -------------------------------------------------------------------
     def _build_modalities(self, cfg: CrossDomainConfig, ctx: ModelContext) -> None:
@@ -197,14 +204,9 @@ class CrossDomainRecommender(Recommender):
     # ---- level 1 ----------------------------------------------------------------------
     def _encode(self, view: str, xs: torch.Tensor, mask: torch.Tensor,
                 cols: torch.Tensor | None = None, span: int | None = None) -> torch.Tensor:
-        """xs [M, B, L, D] -> [M, B, L, D] through the view's encoder(s)."""
-        m = xs.shape[0]
-        if self.cfg.share_modality_encoders:
-            flat = xs.flatten(0, 1)  # [M*B, L, D]
-            rep_cols = None if cols is None else cols.repeat(m, 1)
-            return self.encoders[f"{view}_all"](flat, mask.repeat(m, 1), rep_cols, span).view_as(xs)
-        return torch.stack([self.encoders[f"{view}_{name}"](xs[i], mask, cols, span)
-                            for i, name in enumerate(self.modalities)])  # [M, B, L, D]
+        """xs [M, B, L, D] -> [M, B, L, D] through the view's encoder(s) (one per modality, or shared)."""
+        out: torch.Tensor = self.encoders[view](xs, mask, cols, span)  # [M, B, L, D]
+        return out
 
     def encode(self, batch: SeqBatch, extra_ids: torch.Tensor | None = None, full: bool = True) -> Views:
         """Level-1 views of ``batch``.
@@ -227,8 +229,7 @@ class CrossDomainRecommender(Recommender):
                 compact, cols, index, seen = domain_view(batch.items, batch.domains, d)  # [B, L] x4
                 compact, cols, index = trim_view(compact, cols, index)  # [B, L'] x2, [B, L]
                 states = self._encode(f"intra{d}", tables.stacked(compact), compact != 0, cols, span)  # [M, B, L', D]
-                per.append(torch.stack([align_to_merged(states[i], index, seen, self.empty[d, i])
-                                        for i in range(len(self.modalities))]))  # [M, B, L, D]
+                per.append(align_to_merged(states, index, seen, self.empty[d]))  # [M, B, L, D]
             intra = torch.stack(per)  # [nD, M, B, L, D]
         return Views(intra, inter, tables)
 
@@ -257,14 +258,26 @@ class CrossDomainRecommender(Recommender):
         return cands
 
     def _ce(self, parts: list[tuple[torch.Tensor, ItemLookup]], d: int, target: torch.Tensor,
-            neg: torch.Tensor | None, combine: bool = True) -> torch.Tensor:
-        """Cross-entropy of the targets [n] against the loss_scope's candidates."""
+            neg: torch.Tensor | None, combine: bool = True, memo: dict[int, Any] | None = None) -> torch.Tensor:
+        """Cross-entropy of the targets [n] against the loss_scope's candidates.
+
+        ``memo`` (one per target domain and step) shares, between the loss terms, the item
+        vectors of the targets and negatives looked up by the same lookup, and the
+        target-among-negatives mask.
+        """
         fuse = self.combine if combine else (lambda xs: xs[0])
         if neg is not None:  # sampled: target vs K shared negatives of domain d
-            logits = fuse([torch.cat([(u * table(target)).sum(-1, keepdim=True),
-                                      (u @ table(neg).T).masked_fill(neg[None] == target[:, None], -1e9)],
-                                     1) for u, table in parts])  # [n, 1+K]
-            return F.cross_entropy(logits, torch.zeros_like(target))
+            memo = {} if memo is None else memo
+            if -1 not in memo:
+                memo[-1] = neg[None] == target[:, None]  # [n, K] a negative that is the target
+            logits = []
+            for u, table in parts:
+                if id(table) not in memo:  # the lookup is kept in the entry, so its id stays unique
+                    memo[id(table)] = (table, table(target), table(neg))  # [n, K'], [K, K']
+                _, pos, negv = memo[id(table)]
+                logits.append(torch.cat([(u * pos).sum(-1, keepdim=True),
+                                         (u @ negv.T).masked_fill(memo[-1], -1e9)], 1))  # [n, 1+K]
+            return F.cross_entropy(fuse(logits), torch.zeros_like(target))
         if self.cfg.loss_scope == "domain":
             cand, label = self.domain_cands(d), self.local[target]  # [Nd], [n]
         else:
@@ -291,13 +304,14 @@ class CrossDomainRecommender(Recommender):
                 continue
             target = batch.targets[b, t]  # [n]
             neg = negs[d]
-            total = total + weights[d] * self._ce(self.head_parts(views, d, b, t), d, target, neg)
+            memo: dict[int, Any] = {}
+            total = total + weights[d] * self._ce(self.head_parts(views, d, b, t), d, target, neg, memo=memo)
             if views.inter is not None and cfg.inter_loss_weight > 0:
                 parts = self.uniform_parts(views.inter[:, b, t], views.tables)
-                total = total + cfg.inter_loss_weight * self._ce(parts, d, target, neg, combine=False)
+                total = total + cfg.inter_loss_weight * self._ce(parts, d, target, neg, combine=False, memo=memo)
             if views.intra is not None and cfg.intra_loss_weight > 0:
                 parts = self.uniform_parts(views.intra[d][:, b, t], views.tables)
-                total = total + cfg.intra_loss_weight * self._ce(parts, d, target, neg, combine=False)
+                total = total + cfg.intra_loss_weight * self._ce(parts, d, target, neg, combine=False, memo=memo)
         return total
 
     def score(self, batch: SeqBatch) -> torch.Tensor:

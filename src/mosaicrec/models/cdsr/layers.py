@@ -53,9 +53,15 @@ def trim_view(compact: torch.Tensor, cols: torch.Tensor, index: torch.Tensor
 
 def align_to_merged(states: torch.Tensor, index: torch.Tensor, seen: torch.Tensor,
                     empty: torch.Tensor) -> torch.Tensor:
-    """Gather per-domain encoder states ``[B, L, D]`` at merged steps; ``empty [D]`` where unseen."""
-    out = torch.gather(states, 1, index.unsqueeze(-1).expand(-1, -1, states.shape[-1]))  # [B, L, D]
-    return torch.where(seen.unsqueeze(-1), out, empty.to(out.dtype))  # [B, L, D]
+    """Gather per-domain encoder states ``[..., B, L', D]`` at merged steps -> ``[..., B, L, D]``.
+
+    ``empty`` (``[D]``, or ``[..., D]`` one per leading index) where nothing is seen yet.
+    """
+    lead = states.shape[:-3]
+    idx = index.unsqueeze(-1).expand(*lead, *index.shape, states.shape[-1])  # [..., B, L, D]
+    out = torch.gather(states, -2, idx)  # [..., B, L, D]
+    fill = (empty if empty.dim() == 1 else empty[..., None, None, :]).to(out.dtype)  # [D] or [..., 1, 1, D]
+    return torch.where(seen.unsqueeze(-1), out, fill)  # [..., B, L, D]
 
 
 class Block(nn.Module):
