@@ -45,7 +45,8 @@ class RecModule(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         groups = getattr(self.model, "param_groups", None)  # optional per-group learning rates
         params = groups(self.tcfg.lr) if callable(groups) else self.model.parameters()
-        return torch.optim.AdamW(params, lr=self.tcfg.lr, weight_decay=self.tcfg.weight_decay)
+        return torch.optim.AdamW(params, lr=self.tcfg.lr, weight_decay=self.tcfg.weight_decay,
+                                 fused=self.tcfg.fused_optimizer or None)
 
     # ---- validation ------------------------------------------------------------------------
     def _should_validate(self) -> bool:
