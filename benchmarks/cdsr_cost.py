@@ -36,8 +36,10 @@ def main() -> None:
     ap.add_argument("--bench-dir", default=str(BENCH), help="folder of the benchmark YAMLs (their data paths are relative to it)")
     ap.add_argument("--json")
     ap.add_argument("--label", default="", help="recorded in the JSON (e.g. the commit measured)")
-    ap.add_argument("--fused-adam", action="store_true",
-                    help="torch's fused AdamW kernel instead of the engine's default (single-tensor on CPU)")
+    ap.add_argument("--adam", choices=["engine", "fused", "per-tensor"], default="engine",
+                    help="AdamW implementation: the engine's (train.fused_optimizer: fused by default since "
+                         "session 4; per-tensor in code before it), or forced")
+    ap.add_argument("--fused-adam", action="store_const", dest="adam", const="fused", help="= --adam fused")
     a = ap.parse_args()
     load0 = list(os.getloadavg())
     torch.manual_seed(0)
@@ -52,8 +54,9 @@ def main() -> None:
     for n, c in cfgs.items():
         models[n] = build_model(c, data, a.work_dir).train()
         # the engine's optimiser (RecModule.configure_optimizers): AdamW at the YAML's lr
+        fused = {"fused": True, "per-tensor": False}.get(a.adam, getattr(c.train, "fused_optimizer", False))
         opts[n] = torch.optim.AdamW(models[n].parameters(), lr=c.train.lr, weight_decay=c.train.weight_decay,
-                                    fused=a.fused_adam or None)
+                                    fused=fused or None)
     for i, batch in enumerate(batches):
         for n, m in models.items():
             t0 = time.perf_counter()
@@ -72,7 +75,7 @@ def main() -> None:
     out["_"] = {"steps_timed": a.steps, "steps_per_epoch": steps_per_epoch,
                 "batch_size": bsz, "threads": torch.get_num_threads(),
                 "load_average_at_start": load0, "load_average_at_end": list(os.getloadavg()),
-                "code": a.label, "optimizer": "AdamW fused" if a.fused_adam else "AdamW (engine default)"}
+                "code": a.label, "optimizer": f"AdamW ({a.adam}: " + ("fused" if opts[base].defaults["fused"] else "per-tensor") + ")"}
     print(json.dumps(out, indent=2))
     if a.json:
         from mosaicrec.utils import write_json
