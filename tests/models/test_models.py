@@ -179,3 +179,20 @@ def test_sasrec_last_position_fast_path_equals_the_full_forward(heads):
     batch.items[0] = 0  # an empty history too (padding query attends to itself)
     with torch.no_grad():
         torch.testing.assert_close(model.user_repr(batch), model.sequence_states(batch)[:, -1])
+
+
+@pytest.mark.parametrize("chunk", [10 ** 9, 1, 25])
+def test_bert4rec_user_repr_equals_the_full_forward(chunk):
+    """user_repr (last block for the [MASK] position only; in eval mode in length-sorted chunks
+    of rows cut to their longest sequence) equals the last state of the full forward."""
+    model, ctx = make("bert4rec", heads=2)
+    model.eval()
+    model.eval_chunk_tokens = chunk  # one pass / one row per chunk / a few rows per chunk
+    batch = toy_eval_batch(ctx)
+    batch.items[0] = 0  # an empty history too ([MASK] alone)
+    seq = torch.cat([batch.items[:, 1:], torch.full_like(batch.items[:, :1], model.mask_id)], dim=1)
+    with torch.no_grad():
+        got = model.user_repr(batch)  # [B, D]
+        want = model.encode(seq)[:, -1]  # [B, D]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert len(batch) > 2 and torch.unique(batch.lengths).numel() > 1  # rows of different lengths

@@ -49,3 +49,27 @@ def test_serve_repr_refuses_training_mode() -> None:
     model = _model(2, 1).train()
     with pytest.raises(RuntimeError, match="eval mode"):
         model.serve_repr(_batch([3], 12))
+
+
+@pytest.mark.parametrize("chunk_tokens", [12, 24, 36])
+def test_serve_repr_in_length_sorted_chunks_equals_user_repr(chunk_tokens: int) -> None:
+    """Batches larger than serve_chunk_tokens run in chunks of rows sorted by history length,
+    each cut to its longest history; the rows come back in the batch's order."""
+    model = _model(2, 2)
+    lengths = [1, 12, 5, 0, 3, 12, 7, 2, 9, 4, 11]  # one empty history
+    batch = _batch(lengths, 12)
+    with torch.inference_mode():
+        whole = model.serve_repr(batch)  # [B, D] one pass (default chunk: 4096 cells)
+        model.serve_chunk_tokens = chunk_tokens  # 1, 2 or 3 rows per chunk
+        chunked = model.serve_repr(batch)  # [B, D]
+        full = model.user_repr(batch)
+    assert chunked.shape == (len(lengths), 16)
+    torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(chunked[[i for i, n in enumerate(lengths) if n]],
+                               full[[i for i, n in enumerate(lengths) if n]], rtol=1e-5, atol=1e-5)
+    # each row really is its own query: permuting the batch permutes the states
+    perm = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(1))
+    permuted = SeqBatch(items=batch.items[perm], domains=batch.domains[perm], lengths=batch.lengths[perm],
+                        users=batch.users[perm], targets=batch.targets[perm], target_domains=batch.target_domains[perm])
+    with torch.inference_mode():
+        torch.testing.assert_close(model.serve_repr(permuted), chunked[perm], rtol=1e-5, atol=1e-5)

@@ -94,10 +94,13 @@ def _target_ties(st: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
 def _valid_others(cand: torch.Tensor | None, rows: torch.Tensor, tgt: torch.Tensor, n_cols: int,
                   seen: torch.Tensor | None) -> torch.Tensor:
     """[B, N+1] bool: candidates other than the query's targets (and its seen items)."""
-    valid = (torch.ones(len(tgt), n_cols, dtype=torch.bool, device=tgt.device) if cand is None
-             else cand[rows])  # [B, N+1] a fresh copy
-    if seen is not None and seen.numel():
-        valid.scatter_(1, seen, False)  # masked seen items
+    if cand is not None:
+        valid = cand[rows]  # [B, N+1] a fresh copy
+        if seen is not None:
+            valid &= ~seen  # masked seen items
+    else:
+        valid = (~seen if seen is not None
+                 else torch.ones(len(tgt), n_cols, dtype=torch.bool, device=tgt.device))  # [B, N+1]
     valid.scatter_(1, tgt, False)  # targets are ranked separately, never as "others"
     valid[:, 0] = False
     return valid
@@ -109,8 +112,8 @@ def positions_full(scores: torch.Tensor, cand: torch.Tensor | None, rows: torch.
 
     scores [B, N+1] float; cand [R, N+1] bool candidate table (column 0 False) and rows [B]
     the row of each query, or ``cand=None`` when every item 1..N is a candidate;
-    tgt [B, T] int64 distinct target ids (0 = padding); seen [B, M] int64 items to exclude
-    (0 = padding).
+    tgt [B, T] int64 distinct target ids (0 = padding); seen [B, N+1] bool, True at the items
+    to exclude (the query's history; its own targets are ranked whatever ``seen`` says).
     """
     tmask = tgt != 0  # [B, T]
     st = scores.gather(1, tgt)  # [B, T]
@@ -144,8 +147,8 @@ def top_k(scores: torch.Tensor, cand: torch.Tensor | None, rows: torch.Tensor, t
     0 where a query has fewer than k candidates. Order among equal scores is unspecified."""
     valid = (cand[rows] if cand is not None  # [B, N+1]
              else torch.ones(scores.shape, dtype=torch.bool, device=scores.device))
-    if seen is not None and seen.numel():
-        valid.scatter_(1, seen, False)
+    if seen is not None:
+        valid &= ~seen  # seen [B, N+1] bool
         valid.scatter_(1, tgt, True)  # a re-consumed target stays a candidate
     valid[:, 0] = False
     low = torch.finfo(scores.dtype).min  # a -inf candidate still outranks a non-candidate

@@ -165,11 +165,16 @@ class Evaluator:
         flat = np.where(valid, q.target_ptr[idx][:, None] + cols[None, :], 0)  # [B, T]
         return np.where(valid, q.target_items[flat], 0)  # [B, T] targets in order, 0 = padding
 
-    def _padded_seen(self, idx: np.ndarray) -> np.ndarray:
+    def _seen_mask(self, idx: np.ndarray, n_cols: int, device: torch.device) -> torch.Tensor:
+        """[B, N+1] bool, True at every item of each query's whole history: one scatter of the
+        flat (query, item) pairs, no padding to the longest history."""
         q = self.queries
-        width = max(1, int((q.hist_end[idx] - q.hist_start[idx]).max()))
-        (seen,), _ = gather_arrays((q.hist_item,), q.hist_start[idx], q.hist_end[idx], width)
-        return seen  # [B, M] 0 = padding
+        lens = q.hist_end[idx] - q.hist_start[idx]  # [B]
+        row = np.repeat(np.arange(len(idx)), lens)  # [S] query of each seen pair
+        flat = np.arange(int(lens.sum())) + np.repeat(q.hist_start[idx] - (np.cumsum(lens) - lens), lens)  # [S]
+        mask = torch.zeros(len(idx), n_cols, dtype=torch.bool)  # [B, N+1]
+        mask[torch.from_numpy(row), torch.from_numpy(q.hist_item[flat].astype(np.int64))] = True
+        return mask.to(device)
 
     @property
     def batch_size(self) -> int:
@@ -233,7 +238,7 @@ class Evaluator:
         dev = scores.device
         tgt = torch.from_numpy(self._padded_targets(idx)).to(dev)  # [B, T]
         rows = torch.from_numpy(self._pool_of_query[idx]).to(dev)  # [B]
-        seen = torch.from_numpy(self._padded_seen(idx)).to(dev) if self.cfg.mask_seen else None
+        seen = self._seen_mask(idx, scores.shape[1], dev) if self.cfg.mask_seen else None  # [B, N+1]
         slots = self.queries.target_ptr[idx][:, None] + np.arange(tgt.shape[1])  # [B, T] flat target slot
         keep = (tgt != 0).cpu().numpy()  # [B, T]
         if out.full is not None:

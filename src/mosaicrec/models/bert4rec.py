@@ -52,20 +52,39 @@ class BERT4Rec(SequentialIDModel):
                                attn_dropout=cfg.attn_dropout)
         self.head = nn.Sequential(nn.Linear(cfg.hidden, cfg.hidden), nn.GELU(), nn.LayerNorm(cfg.hidden))
 
-    def encode(self, items: torch.Tensor) -> torch.Tensor:
+    eval_chunk_tokens = 8192  # user_repr in eval mode: cells (rows x columns) per chunk of rows
+
+    def encode(self, items: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """[B, L, D] output states, or [B, 1, D] of the last position with ``last_only`` (exact:
+        the last block computes the last query only, :meth:`Encoder.forward`)."""
         items = items[:, -self.ctx.max_len:]  # [B, L]
         L = items.shape[1]
         pos = torch.arange(self.ctx.max_len - L, self.ctx.max_len, device=items.device)  # [L]
         x = self.item_emb(items) * math.sqrt(self.cfg.hidden) + self.pos_emb(pos)  # [B, L, D]
-        return self.head(self.encoder(self.emb_drop(x), items != 0))  # [B, L, D]
+        return self.head(self.encoder(self.emb_drop(x), items != 0, last_only))  # [B, L or 1, D]
 
     def sequence_states(self, batch: SeqBatch) -> torch.Tensor:
         return self.encode(batch.items)  # [B, L, D]
 
     def user_repr(self, batch: SeqBatch) -> torch.Tensor:
+        """[B, D]: the state of [MASK] appended after the history. In eval mode, batches of more
+        than ``eval_chunk_tokens`` cells run in chunks of rows of similar length, each cut to its
+        longest sequence (left padding only: the same numbers up to float summation order), so
+        that the activations stay in the CPU caches."""
         mask_col = torch.full_like(batch.items[:, :1], self.mask_id)  # [B, 1]
-        seq = torch.cat([batch.items[:, 1:], mask_col], dim=1)  # [B, L]
-        return self.encode(seq)[:, -1]  # [B, D]
+        seq = torch.cat([batch.items[:, 1:], mask_col], dim=1)[:, -self.ctx.max_len:]  # [B, L]
+        B, L = seq.shape
+        per = max(1, self.eval_chunk_tokens // L)  # rows per chunk
+        if self.training or per >= B:
+            return self.encode(seq, last_only=True)[:, -1]  # [B, D]
+        n = (seq != 0).sum(1)  # [B] tokens per row ([MASK] included)
+        order = torch.argsort(n, stable=True)  # [B] shortest first
+        out = torch.empty(B, self.cfg.hidden, device=seq.device)  # [B, D]
+        for s in range(0, B, per):
+            rows = order[s:s + per]  # [b]
+            w = int(n[rows].max())  # the chunk's longest sequence
+            out[rows] = self.encode(seq[rows, L - w:], last_only=True)[:, -1].to(out.dtype)  # [b, D]
+        return out
 
     def loss(self, batch: SeqBatch) -> torch.Tensor:
         seq = torch.cat([batch.items[:, 1:], batch.targets[:, -1:]], dim=1)  # [B, L] history + last target

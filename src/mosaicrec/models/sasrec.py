@@ -50,6 +50,7 @@ class SASRecConfig(StrictModel):
 class SASRec(SequentialIDModel):
     Config = SASRecConfig
     causal = True
+    serve_chunk_tokens = 4096  # serve_repr: cells (rows x columns) per chunk of rows
 
     def __init__(self, cfg: SASRecConfig, ctx: ModelContext) -> None:
         super().__init__(cfg, ctx, cfg.hidden)
@@ -88,13 +89,33 @@ class SASRec(SequentialIDModel):
             return h.float() @ self.item_vectors().float().T  # [B, N+1]
 
     def serve_repr(self, batch: SeqBatch) -> torch.Tensor:
-        """[B, D] equal to ``user_repr(batch)`` in eval mode, computed faster for serving: each
-        left-padded row is moved to the left (same items, same positions counted from the right)
-        so plain causal attention needs no padding mask, and the final block computes only the
-        last position (:meth:`Encoder.forward_last_right`)."""
+        """[B, D] equal to ``user_repr(batch)`` in eval mode, computed faster for serving and
+        evaluation: each left-padded row is moved to the left (same items, same positions counted
+        from the right) so plain causal attention needs no padding mask, and the final block
+        computes only the last position (:meth:`Encoder.forward_last_right`).
+
+        Batches of more than ``serve_chunk_tokens`` cells run in chunks of rows of similar
+        length (sorted by history length), each cut to its longest history: the activations of
+        a chunk stay in the CPU caches (one [943, 50] batch: ~1.7x less time on one thread,
+        docs/evaluation.md) and less padding is computed. Rows are independent, so only the
+        float summation order can differ from one pass (differences ~1e-6, tested)."""
         items = batch.items[:, -self.ctx.max_len:]  # [B, L], left-padded
-        L = items.shape[1]
+        B, L = items.shape
         n = (items != 0).sum(1)  # [B] history lengths
+        per = max(1, self.serve_chunk_tokens // max(L, 1))  # rows per chunk
+        if per >= B:
+            return self._serve_rows(items, n)
+        order = torch.argsort(n, stable=True)  # [B] shortest first
+        out = torch.empty(B, self.cfg.hidden, device=items.device)  # [B, D]
+        for s in range(0, B, per):
+            rows = order[s:s + per]  # [b]
+            w = max(1, int(n[rows].max()))  # the chunk's longest history
+            out[rows] = self._serve_rows(items[rows, L - w:], n[rows]).to(out.dtype)  # [b, D]
+        return out
+
+    def _serve_rows(self, items: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        """:meth:`serve_repr` of left-padded ``items`` [B, L] with history lengths ``n`` [B]."""
+        L = items.shape[1]
         col = torch.arange(L, device=items.device)  # [L]
         src = (col[None, :] + (L - n)[:, None]).clamp(max=L - 1)  # [B, L] left-padded column of each slot
         right = torch.where(col[None, :] < n[:, None], items.gather(1, src), 0)  # [B, L], right-padded

@@ -10,6 +10,7 @@ approximate ones exclude seen items by over-fetching ``k + |seen|`` neighbours a
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -179,16 +180,14 @@ class _Dense:
         if kk == 0 or b == 0:
             return [[] for _ in range(b)], [[] for _ in range(b)]
         scores = np.ascontiguousarray(queries, dtype=np.float32) @ self.vt  # [B, n]
-        if exclude is not None:
-            rows, cols = [], []
-            for r, ex in enumerate(exclude):
-                e = np.fromiter(ex, dtype=np.int64)  # [m] excluded item ids
-                p = self.pos[e[(e >= 0) & (e < len(self.pos))]]  # their columns here
-                p = p[p >= 0]
-                rows.append(np.full(len(p), r, dtype=np.int64))
-                cols.append(p)
-            if rows:
-                scores[np.concatenate(rows), np.concatenate(cols)] = -np.inf
+        if exclude is not None:  # all rows' excluded ids in one array: a few numpy calls per batch
+            sets = [ex if isinstance(ex, (set, frozenset, list, tuple)) else list(ex) for ex in exclude]
+            counts = np.fromiter(map(len, sets), dtype=np.int64, count=len(sets))  # [B]
+            e = np.fromiter(itertools.chain.from_iterable(sets), dtype=np.int64, count=int(counts.sum()))  # [M]
+            r = np.repeat(np.arange(len(sets), dtype=np.int64), counts)  # [M] row of each excluded id
+            ok = (e >= 0) & (e < len(self.pos))
+            p = self.pos[e[ok]]  # [M'] their columns here, -1 if not in this partition
+            scores[r[ok][p >= 0], p[p >= 0]] = -np.inf
         top = torch.topk(torch.from_numpy(scores), kk, dim=1)  # values and columns [B, kk], best first
         out_ids, out_scores = [], []
         for row_ids, row_scores in zip(self.ids[top.indices.numpy()].tolist(), top.values.tolist(), strict=True):

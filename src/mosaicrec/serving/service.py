@@ -204,14 +204,15 @@ class Service:
 
     def resolve(self, req: RecommendRequest) -> Query:
         entries: list[Any] = req.history
-        with_ts = [isinstance(e, HistoryItem) and e.ts is not None for e in entries]
-        if any(with_ts) and not all(with_ts):
-            missing = [i for i, t in enumerate(with_ts) if not t][:10]
-            raise RequestError(f"history: give a ts for every item or for none (missing at positions {missing})",
-                               field="history")
-        if all(with_ts):
-            entries = sorted(entries, key=lambda e: e.ts)  # stable: equal ts keep request order
-        fast = self._fast_ids(entries) if entries else []
+        fast = self._fast_ids(entries) if entries else []  # None unless every entry is a plain known id
+        if fast is None:  # HistoryItem entries: with timestamps for all or none
+            with_ts = [isinstance(e, HistoryItem) and e.ts is not None for e in entries]
+            if any(with_ts) and not all(with_ts):
+                missing = [i for i, t in enumerate(with_ts) if not t][:10]
+                raise RequestError(f"history: give a ts for every item or for none (missing at positions {missing})",
+                                   field="history")
+            if all(with_ts):
+                entries = sorted(entries, key=lambda e: e.ts)  # stable: equal ts keep request order
         ids, unknown, unusable = (fast, [], []) if fast is not None else self._slow_ids(entries)
         user = self._user(req)
         warnings = []
