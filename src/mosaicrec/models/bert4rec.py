@@ -20,7 +20,7 @@ from mosaicrec.config import StrictModel
 from mosaicrec.data.batches import SeqBatch
 from mosaicrec.models.base import ModelContext
 from mosaicrec.models.layers.losses import full_ce
-from mosaicrec.models.layers.seq_base import SequentialIDModel
+from mosaicrec.models.layers.seq_base import SequentialIDModel, rows_by_length
 from mosaicrec.models.layers.transformer import Encoder
 from mosaicrec.registry import MODELS
 
@@ -73,18 +73,11 @@ class BERT4Rec(SequentialIDModel):
         that the activations stay in the CPU caches."""
         mask_col = torch.full_like(batch.items[:, :1], self.mask_id)  # [B, 1]
         seq = torch.cat([batch.items[:, 1:], mask_col], dim=1)[:, -self.ctx.max_len:]  # [B, L]
-        B, L = seq.shape
-        per = max(1, self.eval_chunk_tokens // L)  # rows per chunk
-        if self.training or per >= B:
+        if self.training:
             return self.encode(seq, last_only=True)[:, -1]  # [B, D]
         n = (seq != 0).sum(1)  # [B] tokens per row ([MASK] included)
-        order = torch.argsort(n, stable=True)  # [B] shortest first
-        out = torch.empty(B, self.cfg.hidden, device=seq.device)  # [B, D]
-        for s in range(0, B, per):
-            rows = order[s:s + per]  # [b]
-            w = int(n[rows].max())  # the chunk's longest sequence
-            out[rows] = self.encode(seq[rows, L - w:], last_only=True)[:, -1].to(out.dtype)  # [b, D]
-        return out
+        return rows_by_length(seq, n, self.eval_chunk_tokens, self.cfg.hidden,
+                              lambda rows, _: self.encode(rows, last_only=True)[:, -1])  # [B, D]
 
     def loss(self, batch: SeqBatch) -> torch.Tensor:
         seq = torch.cat([batch.items[:, 1:], batch.targets[:, -1:]], dim=1)  # [B, L] history + last target

@@ -25,7 +25,7 @@ from torch import nn
 from mosaicrec.config import StrictModel
 from mosaicrec.data.batches import SeqBatch
 from mosaicrec.models.base import ModelContext
-from mosaicrec.models.layers.seq_base import SequentialIDModel
+from mosaicrec.models.layers.seq_base import SequentialIDModel, rows_by_length
 from mosaicrec.models.layers.transformer import Encoder
 from mosaicrec.registry import MODELS
 
@@ -100,18 +100,8 @@ class SASRec(SequentialIDModel):
         docs/evaluation.md) and less padding is computed. Rows are independent, so only the
         float summation order can differ from one pass (differences ~1e-6, tested)."""
         items = batch.items[:, -self.ctx.max_len:]  # [B, L], left-padded
-        B, L = items.shape
         n = (items != 0).sum(1)  # [B] history lengths
-        per = max(1, self.serve_chunk_tokens // max(L, 1))  # rows per chunk
-        if per >= B:
-            return self._serve_rows(items, n)
-        order = torch.argsort(n, stable=True)  # [B] shortest first
-        out = torch.empty(B, self.cfg.hidden, device=items.device)  # [B, D]
-        for s in range(0, B, per):
-            rows = order[s:s + per]  # [b]
-            w = max(1, int(n[rows].max()))  # the chunk's longest history
-            out[rows] = self._serve_rows(items[rows, L - w:], n[rows]).to(out.dtype)  # [b, D]
-        return out
+        return rows_by_length(items, n, self.serve_chunk_tokens, self.cfg.hidden, self._serve_rows)  # [B, D]
 
     def _serve_rows(self, items: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         """:meth:`serve_repr` of left-padded ``items`` [B, L] with history lengths ``n`` [B]."""

@@ -7,6 +7,7 @@ scored against the item embedding table (tied input/output embeddings).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -16,6 +17,28 @@ from mosaicrec.config import StrictModel
 from mosaicrec.data.batches import SeqBatch
 from mosaicrec.models.base import ModelContext, Recommender
 from mosaicrec.models.layers.losses import full_ce, sampled_bce, sampled_ce
+
+
+def rows_by_length(items: torch.Tensor, n: torch.Tensor, cells: int, dim: int,
+                   fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """[B, dim] = ``fn(items, n)`` for left-padded ``items`` [B, L] with ``n`` [B] tokens per row,
+    computed in chunks of at most ``cells`` (rows x columns) when the batch is larger: rows sorted
+    by length (shortest first), each chunk cut to its longest row, results put back in the
+    original order. ``fn`` must treat rows independently; then only the float summation order
+    differs from one pass, while the activations of a chunk stay in the CPU caches and less
+    padding is computed (docs/evaluation.md)."""
+    B, L = items.shape
+    per = max(1, cells // max(L, 1))  # rows per chunk
+    if per >= B:
+        return fn(items, n)
+    order = torch.argsort(n, stable=True)  # [B] shortest first
+    out = torch.empty(B, dim, device=items.device)  # [B, D]
+    for s in range(0, B, per):
+        rows = order[s:s + per]  # [b]
+        w = max(1, int(n[rows].max()))  # the chunk's longest row
+        out[rows] = fn(items[rows, L - w:], n[rows]).to(out.dtype)  # [b, D]
+    return out
+
 
 #: ``ce``: softmax over all items; ``sampled_ce``: softmax over the target and shared uniform
 #: negatives; ``bce``: one sampled negative per position.
