@@ -55,22 +55,32 @@ def _rates(prefix: str, unit: str, batched: Section, single: Section, n_b: float
 
 
 def bench_embed(titles: list[str], warm: list[str], n_single: int, batch_size: int | None, rounds: int,
-                precision: str = "auto", max_batch_tokens: int | None = None) -> dict[str, Any]:
+                precision: str = "auto", max_batch_tokens: int | None = None, compile: str = "auto",
+                compile_single: bool = False) -> dict[str, Any]:
     """Batched and one-by-one encoding with the SAME encoder (same precision, same code path),
     interleaved in ``rounds`` so both see the same machine load (which path runs first alternates
-    from round to round). ``None`` = the encoder's default.
-    ``warm``: other titles that warm up both paths first (not measured)."""
+    from round to round). ``None`` = the encoder's default. ``compile``: the encoder option
+    (auto/on/off); ``compile_single`` (diagnostic only): one-text forwards compiled too.
+    ``warm``: other titles that warm up both paths first (not measured; with compile on, the
+    first warm-up call compiles, timed as ``warmup_batched_s``/``warmup_single_s``)."""
     from mosaicrec.features.encoders import build_encoder
 
-    opts: dict[str, Any] = {"precision": precision}
+    opts: dict[str, Any] = {"precision": precision, "compile": compile}
     if batch_size is not None:
         opts["batch_size"] = batch_size
     if max_batch_tokens is not None:
         opts["max_batch_tokens"] = max_batch_tokens
     enc = build_encoder("minilm", **opts)
-    enc.encode_texts(warm)  # load + warm up both paths (kernels for the shapes they meet)
+    enc.load()
+    if compile_single:
+        enc.compiled_forward(enc.load()).min_rows = 1  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
+    enc.encode_texts(warm)  # load + warm up both paths (kernels for the shapes they meet; compilation)
+    t1 = time.perf_counter()
     for t in warm[:32]:
         enc.encode_texts([t])
+    t2 = time.perf_counter()
+    compiled = getattr(enc, "_compiled", None)
     per_b, per_s = len(titles) // rounds, n_single // rounds
     detail, halves = [], []
     for r in range(rounds):
@@ -98,8 +108,14 @@ def bench_embed(titles: list[str], warm: list[str], n_single: int, batch_size: i
             "other_cores_batched": tot_b.other_cores, "other_cores_single": tot_s.other_cores,
             "n_batched": per_b * rounds, "n_single": per_s * rounds, "batch_size": enc.cfg.batch_size,
             "max_batch_tokens": enc.cfg.max_batch_tokens, "precision_option": precision,
-            "precision": enc.cfg.precision, "attention": enc.cfg.attention, "rounds": rounds,
-            "rounds_detail": detail}
+            "precision": enc.cfg.precision, "attention": enc.cfg.attention, "compile_option": compile,
+            "compiled": bool(compiled is not None and compiled.active),
+            "compiled_single": compile_single,
+            "compile_seconds": None if compiled is None or compiled.compile_seconds is None
+            else round(compiled.compile_seconds, 1),
+            "compile_fallback": None if compiled is None else compiled.fallback_reason,
+            "warmup_batched_s": round(t1 - t0, 1), "warmup_single_s": round(t2 - t1, 1),
+            "rounds": rounds, "rounds_detail": detail}
 
 
 def _sum(sections: list[Section]) -> Section:
@@ -155,6 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--precision", nargs="+", default=["auto", "float32"], choices=["auto", "float32", "bfloat16"],
                    help="encoder precisions to measure: 'embed' is auto (the embed command's default), "
                         "'embed_float32' / 'embed_bfloat16' the forced ones")
+    p.add_argument("--compile", nargs="*", default=["on"], choices=["on", "single"],
+                   help="extra compiled variants of the default precision: 'on' = embed_compiled (the encoder "
+                        "option compile=on: batches compiled, one-text calls eager); 'single' = "
+                        "embed_compiled_single, a diagnostic with one-text forwards compiled too")
+    p.add_argument("--inductor-cache", choices=["fresh", "shared"], default="fresh",
+                   help="fresh: an empty torch inductor cache for this run, so compile_seconds is what a first "
+                        "run pays; shared: the user's cache (a warm cache compiles faster)")
     p.add_argument("--skip-augment", action="store_true", help="measure embed only")
     p.add_argument("--rounds", type=int, default=4, help="interleaved batched/single rounds for embed")
     p.add_argument("--n-augment", type=int, default=16)
@@ -162,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-augment-single", type=int, default=3)
     p.add_argument("--max-new-tokens", type=int, default=48)
     args = p.parse_args(argv)
+    if args.inductor_cache == "fresh":
+        import tempfile
+
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="mosaicrec-inductor-")
     import torch
 
     pairs = read_titles(args.items, max(args.n_embed + 96, args.n_augment))  # + 96 for the warm-up
@@ -173,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         key = "embed" if prec == "auto" else f"embed_{prec}"
         out[key] = bench_embed(titles, warm, args.n_embed_single, args.embed_batch, args.rounds, prec,
                                args.embed_max_tokens)
+        print(key, json.dumps(out[key]), flush=True)
+    for variant in args.compile:
+        key = "embed_compiled" if variant == "on" else "embed_compiled_single"
+        out[key] = bench_embed(titles, warm, args.n_embed_single, args.embed_batch, args.rounds, "auto",
+                               args.embed_max_tokens, compile="on", compile_single=variant == "single")
         print(key, json.dumps(out[key]), flush=True)
     if not args.skip_augment:
         out["augment"] = bench_augment(pairs[:args.n_augment], args.augment_batch, args.n_augment_single,
