@@ -84,3 +84,16 @@ def test_compiled_minilm_equals_eager_on_real_titles(minilm, shared_data) -> Non
         others = [j for j in range(6) if j not in (a, b)]
         assert sim[a, b] > sim[a, others].max(), (SIMILAR[a], SIMILAR[b])
     np.testing.assert_array_equal(enc.encode_texts([titles[7]]), minilm.encode_texts([titles[7]]))
+
+
+def test_embed_command_compile_flag() -> None:
+    import argparse
+
+    from mosaicrec.commands.embed import add_arguments, build_config
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    assert build_config(p.parse_args(["prep"]), "title").encoder_config.compile == "auto"
+    assert build_config(p.parse_args(["prep", "--compile", "on"]), "title").encoder_config.compile == "on"
+    with pytest.raises(SystemExit):
+        p.parse_args(["prep", "--compile", "sometimes"])
