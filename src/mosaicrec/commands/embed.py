@@ -31,6 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["auto", "float32", "bfloat16"], default="auto",
                    help="bfloat16: forward pass under torch.autocast (faster on CPUs with AVX512-BF16/AMX); "
                         "auto: bfloat16 for sentence-transformers encoders on such CPUs, else float32")
+    p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                   help="torch.compile (inductor; needs a C++ compiler, else eager with a warning) for batches of "
+                        ">= 2 texts of sentence-transformers encoders: on/off, or auto = on for jobs of at least "
+                        "200,000 texts, where the one-off compilation (about a minute) pays back")
     p.add_argument("--max-batch-tokens", type=int, default=1024,
                    help="text batches: at most this many padded tokens (texts are length-sorted); 0 = no limit")
     p.add_argument("--joiner", default=". ", help="glue between the parts of a '+' field")
@@ -50,7 +54,7 @@ def build_config(args: argparse.Namespace, field: str) -> EmbedConfig:
     enc = EncoderConfig(model=args.model, revision=args.revision, device=args.device,
                         batch_size=args.batch_size, normalize=not args.no_normalize,
                         max_length=args.max_length, precision=args.precision,
-                        max_batch_tokens=args.max_batch_tokens or None)
+                        compile=args.compile, max_batch_tokens=args.max_batch_tokens or None)
     return EmbedConfig(encoder=args.encoder, field=field, name=args.name, joiner=args.joiner,
                        template=args.template, dtype=args.dtype, chunk_size=args.chunk_size,
                        encoder_config=enc, image_base=args.image_base, image_cache=args.image_cache,

@@ -121,6 +121,7 @@ def encode_shards(inputs: FieldInputs, cfg: EmbedConfig, enc: Any, shard_dir: Pa
                     f"embed {cfg.out_name}/{inputs.field}" + (f" [rank {rank}]" if world > 1 else ""),
                     cfg.progress and (rank == 0 or world > 1))
     bar.update(done_items)
+    enc.plan(sum(v is not None for c in todo for v in inputs.values[c * cfg.chunk_size:(c + 1) * cfg.chunk_size]))
     for c in todo:
         lo, hi = c * cfg.chunk_size, min(n, (c + 1) * cfg.chunk_size)
         vecs, mask, failures = _encode_chunk(enc, inputs, lo, hi, cfg, root)

@@ -34,6 +34,11 @@ class EncoderConfig(StrictModel):
         "auto", description="sentence-transformers encoders on the CPU: auto = plain matmul-softmax attention for "
                             "texts of at most 64 tokens and the model's sdpa kernel above (encoders/attention.py); "
                             "model = the model's own attention implementation")
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto", description="sentence-transformers encoders: run batches of >= 2 texts through torch.compile "
+                            "(inductor, needs a C++ compiler; falls back to eager with a warning). on/off force it; "
+                            "auto = on only for jobs of at least encoders.compiled.AUTO_MIN_TEXTS texts, where the "
+                            "one-off compilation pays back (docs/features.md). Texts encoded one at a time stay eager")
     max_batch_tokens: int | None = Field(
         1024, ge=1, description="sentence-transformers encoders: batches are formed from length-sorted texts with at most this "
                                 "many padded tokens (and at most batch_size texts); None = batch_size only")
@@ -95,6 +100,11 @@ class Encoder:
 
     def encode_images(self, images: list[Any]) -> np.ndarray:
         raise TypeError(f"encoder {type(self).__name__} has no image tower")
+
+    def plan(self, n_texts: int) -> None:
+        """Hint: about ``n_texts`` texts will be encoded by this encoder in the calls that follow
+        (the embed stage says how many items a job holds; options such as ``compile`` = auto use it)."""
+        self.planned_texts = max(getattr(self, "planned_texts", 0), n_texts)
 
     def supports(self, modality: str) -> bool:
         return modality in self.modalities

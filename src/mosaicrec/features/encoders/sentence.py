@@ -39,6 +39,23 @@ class SentenceEncoder(Encoder):
     def dim(self) -> int:
         return int(self.load().get_embedding_dimension())
 
+    def compile_wanted(self, n_texts: int) -> bool:
+        """Whether this call's batches go through torch.compile (option ``compile``, see compiled.py)."""
+        from mosaicrec.features.encoders.compiled import AUTO_MIN_TEXTS
+
+        if self.cfg.compile == "auto":
+            planned = max(n_texts, getattr(self, "planned_texts", 0))
+            return self.cfg.device == "cpu" and planned >= AUTO_MIN_TEXTS
+        return self.cfg.compile == "on"
+
+    def compiled_forward(self, model: Any) -> Any:
+        """The :class:`CompiledForward` of ``model``, built once per encoder (it compiles lazily)."""
+        if getattr(self, "_compiled", None) is None:
+            from mosaicrec.features.encoders.compiled import CompiledForward
+
+            self._compiled = CompiledForward(model, label=f"encoder {self.model_name}")
+        return self._compiled
+
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """[n, d] float32. Texts are tokenised once (no padding), sorted by length and cut into
         length-bucketed batches (:func:`token_batches`); each batch is padded by the tokenizer and
@@ -61,11 +78,13 @@ class SentenceEncoder(Encoder):
         columns = {k: v for k, v in encoded.items() if isinstance(v, list) and len(v) == len(texts)}
         lengths = [len(ids) for ids in columns["input_ids"]]
         result: np.ndarray | None = None
+        forward = self.compiled_forward(model) if self.compile_wanted(len(texts)) else None
         with torch.inference_mode(), self.autocast():
             for rows in token_batches(lengths, self.cfg.batch_size, self.cfg.max_batch_tokens):
                 feats = tok.pad({k: [v[i] for i in rows] for k, v in columns.items()}, return_tensors="pt")
                 feats = {k: v.to(model.device) for k, v in feats.items()}  # [b, L] each
-                emb = model(feats)["sentence_embedding"].float().cpu().numpy()  # [b, d]
+                out = forward(feats, len(rows)) if forward is not None else model(feats)
+                emb = out["sentence_embedding"].float().cpu().numpy()  # [b, d]
                 if result is None:
                     result = np.zeros((len(texts), emb.shape[1]), dtype=np.float32)  # [n, d]
                 result[rows] = emb
