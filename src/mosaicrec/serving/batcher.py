@@ -6,6 +6,13 @@ Request handlers ``await batcher.submit(x)``; one worker task takes everything q
 requests while the model runs. While a batch is being computed the next one accumulates, so
 under load batches fill up without any waiting. ``max_batch=1`` gives one forward per request
 (the unbatched baseline of the load benchmark).
+
+When a batch counts as full (``policy``): ``"fill"``: ``max_batch`` requests (with fewer clients
+than that every batch waits the whole ``max_wait_ms``); ``"recent"``: as many requests as were in
+flight recently (the largest batch-plus-queue size at the end of the last 8 batches), at most
+``max_batch``, so a batch starts as soon as everyone it expects has arrived; ``"pipeline"``: at
+most half that recent concurrency (rounded up), so that two half-batches alternate. The first
+batch, with nothing seen yet, is formed as by ``"fill"``.
 """
 
 from __future__ import annotations
@@ -127,6 +134,8 @@ class MicroBatcher(Generic[T, R]):
 
     async def _worker(self) -> None:
         loop = asyncio.get_running_loop()
+        queue = self._queue
+        assert queue is not None
         while True:
             batch = await self._collect()
             live = [(x, f) for x, f in batch if not f.cancelled()]  # clients that went away
@@ -149,7 +158,7 @@ class MicroBatcher(Generic[T, R]):
                 continue
             finally:
                 self.stats.record(len(live), time.perf_counter() - t0)
-                self._recent.append(len(live) + self._queue.qsize())
+                self._recent.append(len(live) + queue.qsize())  # in flight when this batch ended
             for (_, f), r in zip(live, results, strict=True):
                 if not f.done():
                     f.set_result(r)
