@@ -89,10 +89,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(run_dir: Path, port: int, extra: list[str], log: Path, threads: int | None = None) -> subprocess.Popen[str]:
+def start_server(run_dir: Path, port: int, extra: list[str], log: Path, threads: int | None = None,
+                 env_extra: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """``mosaicrec serve`` in a subprocess (its output goes to ``log``), once /health answers.
-    ``threads``: OMP/MKL threads of the server process (all its libraries, not only torch)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    ``threads``: OMP/MKL threads of the server process (all its libraries, not only torch);
+    ``env_extra``: more environment variables for the server (A/B runs of settings)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]),
+           **(env_extra or {})}
     if threads is not None:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     cmd = [sys.executable, "-m", "mosaicrec", "serve", str(run_dir), "--port", str(port), *extra]
@@ -273,13 +276,14 @@ def batch_stats(url: str) -> dict[str, Any]:
 class Server:
     """A ``mosaicrec serve`` subprocess on a free loopback port."""
 
-    def __init__(self, run_dir: Path, extra: list[str], label: str, threads: int | None = None) -> None:
+    def __init__(self, run_dir: Path, extra: list[str], label: str, threads: int | None = None,
+                 env_extra: dict[str, str] | None = None) -> None:
         import psutil
 
         self.label, self.port = label, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(tempfile.gettempdir()) / f"serve_load-{self.port}.log"
-        self.proc = start_server(run_dir, self.port, extra, self.log, threads)
+        self.proc = start_server(run_dir, self.port, extra, self.log, threads, env_extra)
         self.ps = psutil.Process(self.proc.pid)
 
     def measure(self, bodies: list[dict[str, Any]], c: int, n: int, limit: float, client: str) -> dict[str, Any]:
@@ -311,11 +315,17 @@ def report(label: str, res: dict[str, Any]) -> None:
 def run_all(args: argparse.Namespace, bodies: list[dict[str, Any]]) -> dict[str, Any]:
     """Levels on the batched server; then batched vs unbatched at 32 clients in alternating rounds,
     so that both see the same machine (the load of a shared machine drifts within minutes)."""
-    common = ["--threads", str(args.threads), "--max-batch", str(args.max_batch)]
-    batched = Server(args.run_dir, [*common, "--max-wait-ms", str(args.max_wait_ms)], "batched", args.threads)
+    common = ["--threads", str(args.threads), "--max-batch", str(args.max_batch),
+              *(["--switch-interval-ms", str(args.switch_interval_ms)] if args.switch_interval_ms else [])]
+    policy = ["--batch-policy", args.batch_policy] if args.batch_policy else []
+    batched = Server(args.run_dir, [*common, "--max-wait-ms", str(args.max_wait_ms), *policy], "batched", args.threads)
     unbatched = Server(args.run_dir, [*common, "--no-batching"], "unbatched", args.threads)
     results: dict[str, Any] = {}
     try:
+        import httpx
+
+        results["servers"] = {srv.label: httpx.get(f"{srv.url}/info", timeout=10).json()["batching"]
+                              for srv in (batched, unbatched)}
         for srv in (batched, unbatched):
             srv.measure(bodies, 4, args.warmup, args.time_limit, args.client)  # warm-up, not counted
         for c in args.levels:
@@ -361,6 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads of the server")
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--max-wait-ms", type=float, default=2.0)
+    p.add_argument("--batch-policy", choices=["fill", "recent", "pipeline"], default=None,
+                   help="the batched server's --batch-policy (default: the server's default)")
+    p.add_argument("--switch-interval-ms", type=float, default=None,
+                   help="both servers' --switch-interval-ms (default: Python's 5 ms)")
     p.add_argument("--client", choices=sorted(CLIENTS), default="raw",
                    help="HTTP client: raw asyncio keep-alive HTTP/1.1 (leanest), aiohttp or httpx "
                         "(client CPU per request is reported; see docs/serving.md)")
@@ -395,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
         "requests_per_level": args.requests, "requests_per_round_c32": args.round_requests,
         "time_limit_s": args.time_limit, "server_torch_threads": args.threads,
         "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "client": args.client,
+        "batch_policy": args.batch_policy or "server default (see servers)",
+        "switch_interval_ms": args.switch_interval_ms,
         "rounds_c32": args.rounds, "cpus": os.cpu_count(), "load_avg_at_start": state0["load_avg"],
         "runnable_other_processes_at_start": state0["runnable_other_processes"],
         "load_avg_at_end": snapshot()["load_avg"],

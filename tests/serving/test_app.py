@@ -308,3 +308,21 @@ def test_openapi_schema_documents_the_endpoints(client):
     assert {"history", "user", "domain", "k", "exclude_seen", "ignore_unknown", "explain"} == set(body)
     assert client.get("/").status_code == 200 and "mosaicrec" in client.get("/").text
     assert client.get("/static/app.js").status_code == 200
+
+
+def test_batch_policy_and_switch_interval_reach_the_server(toy_data):
+    import sys
+
+    before = sys.getswitchinterval()
+    svc = make_service(toy_data, batch_policy="pipeline", switch_interval_ms=0.5)
+    app = create_app(svc)
+    assert app.state.batcher.policy == "pipeline"
+    with TestClient(app) as c:
+        assert sys.getswitchinterval() == pytest.approx(0.0005)  # set for the server's lifetime ...
+        info = c.get("/info").json()["batching"]
+        assert info["policy"] == "pipeline" and info["switch_interval_ms"] == 0.5
+        assert c.post("/recommend", json={"history": ["F1", "K2"], "k": 2}).status_code == 200
+    assert sys.getswitchinterval() == before  # ... and put back at shutdown
+    assert create_app(make_service(toy_data)).state.batcher.policy == "recent"  # the default
+    with pytest.raises(ValueError):
+        ServeConfig(batch_policy="greedy")

@@ -89,3 +89,67 @@ def test_stop_fails_queued_requests_instead_of_leaving_them_hanging():
 
     results = run(scenario())
     assert all(isinstance(r, BatcherStopped) for r in results)
+
+
+def _closed_loop(batcher: MicroBatcher, clients: int, rounds: int) -> list[float]:
+    """``clients`` closed-loop clients, each sending its next request when answered; wall seconds per round."""
+
+    async def client(c: int, times: list[float]) -> None:
+        for r in range(rounds):
+            t0 = time.perf_counter()
+            assert await batcher.submit(c * 1000 + r) == c * 1000 + r
+            times.append(time.perf_counter() - t0)
+
+    async def scenario() -> list[float]:
+        times: list[float] = []
+        await batcher.start()
+        try:
+            await asyncio.gather(*(client(c, times) for c in range(clients)))
+        finally:
+            await batcher.stop()
+        return times
+
+    return run(scenario())
+
+
+def test_fill_policy_waits_max_wait_for_a_batch_that_never_fills():
+    # 4 clients, max_batch 64: each batch waits the whole max_wait (the policy before session 5)
+    calls: list[int] = []
+    batcher = MicroBatcher(lambda xs: (calls.append(len(xs)), xs)[1], max_batch=64, max_wait_ms=60, policy="fill")
+    times = _closed_loop(batcher, clients=4, rounds=3)
+    assert calls == [4, 4, 4]
+    assert min(times) >= 0.05  # every request waited for the timer
+
+
+def test_recent_policy_stops_waiting_once_the_recent_concurrency_is_queued():
+    calls: list[int] = []
+    batcher = MicroBatcher(lambda xs: (calls.append(len(xs)), xs)[1], max_batch=64, max_wait_ms=60, policy="recent")
+    times = sorted(_closed_loop(batcher, clients=4, rounds=5))
+    assert calls == [4] * 5  # batches stay whole
+    assert times[-4:][0] >= 0.05  # the first wave waited for the timer (nothing seen yet) ...
+    assert times[-5] < 0.03  # ... later waves did not: 4 in flight when the last batch ended, 4 queued
+
+
+def test_pipeline_policy_caps_batches_at_half_the_recent_concurrency():
+    calls: list[int] = []
+
+    def fn(xs: list[int]) -> list[int]:
+        calls.append(len(xs))
+        time.sleep(0.005)
+        return xs
+
+    batcher = MicroBatcher(fn, max_batch=64, max_wait_ms=20, policy="pipeline")
+    _closed_loop(batcher, clients=8, rounds=6)
+    assert calls[0] == 8  # nothing seen yet: one batch of everything queued
+    assert max(calls[1:]) == 4 and sum(calls) == 48  # then at most ceil(8 / 2), every request once
+    assert batcher.stats.requests == 48
+
+
+@pytest.mark.parametrize("policy", ["recent", "pipeline"])
+def test_max_batch_caps_every_policy_and_bad_policy_is_refused(policy):
+    calls: list[int] = []
+    batcher = MicroBatcher(lambda xs: (calls.append(len(xs)), xs)[1], max_batch=3, max_wait_ms=5, policy=policy)
+    _closed_loop(batcher, clients=8, rounds=2)
+    assert max(calls) == 3 and sum(calls) == 16
+    with pytest.raises(ValueError, match="policy must be one of"):
+        MicroBatcher(lambda xs: xs, policy="greedy")

@@ -19,6 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-batch", type=int, default=64, help="requests per forward pass")
     p.add_argument("--max-wait-ms", type=float, default=2.0, help="how long a micro-batch waits to fill")
     p.add_argument("--no-batching", action="store_true", help="one forward pass per request")
+    p.add_argument("--batch-policy", choices=["fill", "recent", "pipeline"], default=None,
+                   help="how a micro-batch is formed (default: ServeConfig's; see docs/serving.md)")
+    p.add_argument("--switch-interval-ms", type=float, default=None,
+                   help="the server's GIL switch interval (sys.setswitchinterval; default: Python's 5 ms)")
     p.add_argument("--index", choices=["auto", "flat", "hnsw", "ivf"], default="auto",
                    help="auto: exact up to --exact-max-items, HNSW above")
     p.add_argument("--exact-max-items", type=int, default=50_000)
@@ -39,7 +43,9 @@ def build(args: argparse.Namespace) -> tuple[Any, Any]:
 
     cfg = ServeConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, batching=not args.no_batching,
                       max_body_bytes=args.max_body_bytes, torch_threads=args.threads, padding=args.padding,
-                      index=IndexConfig(kind=args.index, exact_max_items=args.exact_max_items))
+                      index=IndexConfig(kind=args.index, exact_max_items=args.exact_max_items),
+                      switch_interval_ms=args.switch_interval_ms,
+                      **({"batch_policy": args.batch_policy} if args.batch_policy else {}))
     service = Service.from_run(args.run_dir, cfg)
     return service, create_app(service, api_key=args.api_key or None)
 

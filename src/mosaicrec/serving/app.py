@@ -13,6 +13,7 @@ import gc
 import json
 import math
 import secrets
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -210,16 +211,21 @@ def create_app(service: Service, api_key: str | None = None) -> Any:
     cfg = service.cfg
     batcher: MicroBatcher[Query, Answer] = MicroBatcher(
         service.answer, max_batch=cfg.max_batch if cfg.batching else 1,
-        max_wait_ms=cfg.max_wait_ms if cfg.batching else 0.0)
+        max_wait_ms=cfg.max_wait_ms if cfg.batching else 0.0,
+        policy=cfg.batch_policy)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         await batcher.start()
+        previous = sys.getswitchinterval()
+        if cfg.switch_interval_ms:  # how long a thread waiting for the GIL (the worker after a torch op) waits
+            sys.setswitchinterval(cfg.switch_interval_ms / 1000)
         if cfg.gc_freeze:  # a full collection would otherwise walk every long-lived object under load
             gc.collect()
             gc.freeze()
         yield
         await batcher.stop()
+        sys.setswitchinterval(previous)
 
     app = _app_class()(title="mosaicrec", version=__version__, lifespan=lifespan,
                   description="Sequential recommendation service (see docs/serving.md).")

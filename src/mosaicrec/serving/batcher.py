@@ -6,13 +6,22 @@ Request handlers ``await batcher.submit(x)``; one worker task takes everything q
 requests while the model runs. While a batch is being computed the next one accumulates, so
 under load batches fill up without any waiting. ``max_batch=1`` gives one forward per request
 (the unbatched baseline of the load benchmark).
+
+When a batch counts as full (``policy``): ``"fill"``: ``max_batch`` requests (with fewer clients
+than that every batch waits the whole ``max_wait_ms``); ``"recent"``: as many requests as were in
+flight recently (the largest batch-plus-queue size at the end of the last 8 batches), at most
+``max_batch``, so a batch starts as soon as everyone it expects has arrived; ``"pipeline"``: at
+most half that recent concurrency (rounded up), so that two half-batches alternate. The first
+batch, with nothing seen yet, is formed as by ``"fill"``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,17 +52,26 @@ class BatchStats:
                 "max_batch": self.max_batch_seen, "busy_seconds": round(self.busy_seconds, 3)}
 
 
+POLICIES = ("fill", "recent", "pipeline")
+
+
 class BatcherStopped(RuntimeError):
     """The batcher stopped before answering (server shutdown)."""
 
 
 class MicroBatcher(Generic[T, R]):
-    def __init__(self, fn: Callable[[list[T]], list[R]], max_batch: int = 64, max_wait_ms: float = 2.0) -> None:
+    def __init__(self, fn: Callable[[list[T]], list[R]], max_batch: int = 64, max_wait_ms: float = 2.0,
+                 policy: str = "fill") -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         self.fn = fn
         self.max_batch = max_batch
         self.max_wait = max(0.0, max_wait_ms) / 1000.0
+        self.policy = policy
+        self._recent: deque[int] = deque(maxlen=8)  # requests in flight when each recent batch ended
+        self._want = max_batch
         self.stats = BatchStats()
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -87,7 +105,7 @@ class MicroBatcher(Generic[T, R]):
             raise BatcherStopped("the batcher is not running")
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         await self._queue.put((item, fut))
-        if self._queue.qsize() >= self.max_batch - 1:
+        if self._queue.qsize() >= self._want - 1:
             self._full.set()
         return await fut
 
@@ -99,16 +117,25 @@ class MicroBatcher(Generic[T, R]):
         """
         assert self._queue is not None
         batch = [await self._queue.get()]
-        if self.max_wait > 0 and self._queue.qsize() < self.max_batch - 1:
+        cap = want = self.max_batch
+        if self.policy != "fill" and self._recent:
+            seen = max(self._recent)  # recent concurrency: in flight when a batch ended
+            want = min(self.max_batch, seen)
+            if self.policy == "pipeline":
+                cap = want = max(1, min(self.max_batch, math.ceil(seen / 2)))
+        self._want = want
+        if self.max_wait > 0 and self._queue.qsize() < want - 1:
             self._full.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._full.wait(), self.max_wait)
-        while len(batch) < self.max_batch and not self._queue.empty():
+        while len(batch) < cap and not self._queue.empty():
             batch.append(self._queue.get_nowait())
         return batch
 
     async def _worker(self) -> None:
         loop = asyncio.get_running_loop()
+        queue = self._queue
+        assert queue is not None
         while True:
             batch = await self._collect()
             live = [(x, f) for x, f in batch if not f.cancelled()]  # clients that went away
@@ -131,6 +158,7 @@ class MicroBatcher(Generic[T, R]):
                 continue
             finally:
                 self.stats.record(len(live), time.perf_counter() - t0)
+                self._recent.append(len(live) + queue.qsize())  # in flight when this batch ended
             for (_, f), r in zip(live, results, strict=True):
                 if not f.done():
                     f.set_result(r)

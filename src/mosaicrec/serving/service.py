@@ -34,6 +34,15 @@ class ServeConfig(StrictModel):
     max_batch: int = Field(64, ge=1, description="requests per forward pass")
     max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits to fill")
     batching: bool = Field(True, description="False: one forward per request")
+    batch_policy: Literal["fill", "recent", "pipeline"] = Field(
+        "recent", description="how the worker forms a batch once its first request is queued: 'fill' waits up to "
+                              "max_wait_ms for max_batch requests; 'recent' stops waiting as soon as as many requests "
+                              "are queued as were in flight recently (at most max_batch); 'pipeline' caps a batch at "
+                              "half the recent concurrency so that one half computes while the other is parsed and "
+                              "answered (docs/serving.md)")
+    switch_interval_ms: float | None = Field(
+        None, gt=0, description="the server's sys.setswitchinterval in ms (None: Python's 5 ms): how long a thread "
+                                "waiting for the GIL (the batch worker after each torch op) waits at most")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="request body size cap (413 above)")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads; None = leave as is")
     padding: Literal["auto", "max_len", "longest"] = Field(
@@ -450,7 +459,8 @@ class Service:
             "run_dir": str(self.run_dir) if self.run_dir else None,
             "version": __version__, "code_version": code_version(),
             "batching": {"enabled": self.cfg.batching, "max_batch": self.cfg.max_batch,
-                         "max_wait_ms": self.cfg.max_wait_ms},
+                         "max_wait_ms": self.cfg.max_wait_ms, "policy": self.cfg.batch_policy,
+                         "switch_interval_ms": self.cfg.switch_interval_ms},
         }
 
 
