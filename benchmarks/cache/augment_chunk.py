@@ -58,11 +58,21 @@ def popularity_order(data: PreparedData) -> list[int]:
     return [int(i) + 1 for i in order]
 
 
-def start_server(binary: str, parallel: int, threads: int, port: int, ctx_per_slot: int = 512) -> subprocess.Popen[bytes]:
-    """``llama-server`` on the offline SmolLM2 GGUF; returns once ``/health`` answers 200."""
+def engine_label(engine: str, gguf: str | None = None) -> str:
+    """The cache label of an engine; another GGUF file (e.g. a re-quantisation) is named in it."""
+    if gguf is None:
+        return LABELS[engine]
+    if engine != "llama_server":
+        raise SystemExit("--gguf is for --engine llama_server")
+    return f"HuggingFaceTB/SmolLM2-135M-Instruct ({Path(gguf).name}) [llama-server]"
+
+
+def start_server(binary: str, parallel: int, threads: int, port: int, gguf: str | None = None,
+                 ctx_per_slot: int = 512) -> subprocess.Popen[bytes]:
+    """``llama-server`` on ``gguf`` (default: the offline SmolLM2 GGUF); returns once ``/health`` answers 200."""
     import httpx
 
-    cmd = [binary, "-m", str(Path(smollm2_folder()) / SMOLLM2_GGUF), "--host", "127.0.0.1", "--port", str(port),
+    cmd = [binary, "-m", gguf or str(Path(smollm2_folder()) / SMOLLM2_GGUF), "--host", "127.0.0.1", "--port", str(port),
            "-np", str(parallel), "-c", str(parallel * ctx_per_slot), "-t", str(threads), "-tb", str(threads),
            "--cont-batching", "--no-webui", "--log-disable"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -80,14 +90,15 @@ def start_server(binary: str, parallel: int, threads: int, port: int, ctx_per_sl
     raise RuntimeError(f"llama-server did not become healthy in 120 s: {' '.join(cmd)}")
 
 
-def llm_config(engine: str, threads: int, batch_size: int, parallel: int, port: int) -> dict[str, Any]:
+def llm_config(engine: str, threads: int, batch_size: int, parallel: int, port: int,
+               gguf: str | None = None, dtype: str = "float32") -> dict[str, Any]:
     """The ``llm:`` section of ``mosaicrec augment`` for an engine (the label is its ``model_id``)."""
     if engine == "transformers":
-        return {"backend": "transformers", "batch_size": batch_size}
+        return {"backend": "transformers", "batch_size": batch_size, "dtype": dtype}
     if engine == "llama_cpp":
         return {"backend": "llama_cpp", "batch_size": 8, "n_threads": threads}
     if engine == "llama_server":  # repeat_last_n -1: penalise the whole prompt + output, as transformers does
-        return {"backend": "openai", "model": LABELS[engine], "base_url": f"http://127.0.0.1:{port}/v1",
+        return {"backend": "openai", "model": engine_label(engine, gguf), "base_url": f"http://127.0.0.1:{port}/v1",
                 "concurrency": parallel, "batch_size": 4 * parallel, "timeout": 600.0,
                 "extra_body": {"repeat_last_n": -1}}
     raise SystemExit(f"unknown engine {engine!r}: {' | '.join(LABELS)}")
@@ -104,11 +115,12 @@ def main() -> None:
     ap.add_argument("--server-bin", default="llama-server", help="llama_server: the llama-server binary")
     ap.add_argument("--parallel", type=int, default=8, help="llama_server: slots (-np) = HTTP concurrency")
     ap.add_argument("--port", type=int, default=8932)
+    ap.add_argument("--gguf", default=None, help="llama_server: another GGUF file (named in the cache label)")
     a = ap.parse_args()
     from sync_augment import merge  # same folder (the script directory is on sys.path)
 
     threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
-    label = LABELS[a.engine]
+    label = engine_label(a.engine, a.gguf)
     cfg = load_experiment(a.experiment)
     root = resolve_data(cfg.data, Path(a.work_dir))
     local = root / "augment" / "llm_emf.parquet"
@@ -119,12 +131,12 @@ def main() -> None:
     data = PreparedData.load(root)
     order = popularity_order(data)
     t_end = time.monotonic() + 60 * a.minutes
-    server = start_server(a.server_bin, a.parallel, threads, a.port) if a.engine == "llama_server" else None
+    server = start_server(a.server_bin, a.parallel, threads, a.port, a.gguf) if a.engine == "llama_server" else None
     total = 0
     try:
         while time.monotonic() < t_end:
             job = AugmentConfig(items=order, limit=a.chunk, progress=False,
-                                llm=llm_config(a.engine, threads, a.batch_size, a.parallel, a.port))
+                                llm=llm_config(a.engine, threads, a.batch_size, a.parallel, a.port, a.gguf))
             rep = run_augment(data, job)
             total += rep.n_generated
             print(rep.summary(), flush=True)

@@ -48,7 +48,8 @@ def main() -> None:
     ap.add_argument("--experiment", default=str(HERE.parent / "afk_llm_emf.yaml"))
     ap.add_argument("--work-dir", default="work-augspeed")
     ap.add_argument("--engines", default="transformers,llama_cpp,llama_server",
-                    help="comma-separated; llama_server:N = N slots (default --parallel)")
+                    help="comma-separated; llama_server:N[:FILE.gguf] = N slots (default --parallel), another GGUF; "
+                         "transformers:B[:bfloat16] = batch size B, dtype")
     ap.add_argument("--items", type=int, default=64)
     ap.add_argument("--offset", type=int, default=1000, help="skip this many most popular items")
     ap.add_argument("--batch-size", type=int, default=32, help="transformers batch size")
@@ -65,14 +66,19 @@ def main() -> None:
     results: dict[str, Any] = {"threads": threads, "items": a.items, "offset": a.offset, "before": snapshot(),
                                "engines": {}}
     for spec in a.engines.split(","):
-        engine, _, np_ = spec.partition(":")  # llama_server:16 = 16 slots
-        parallel = int(np_) if np_ else a.parallel
-        name = f"speed-{engine}" + (f"-np{parallel}" if engine == "llama_server" else "")
+        engine, np_, extra = (spec.split(":") + ["", ""])[:3]  # llama_server:16[:FILE.gguf], transformers:32[:bfloat16]
+        if engine == "transformers":
+            batch, dtype, parallel, gguf = int(np_ or a.batch_size), extra or "float32", a.parallel, ""
+        else:
+            batch, dtype, parallel, gguf = a.batch_size, "float32", int(np_ or a.parallel), extra
+        gguf_path = gguf or None
+        name = "speed-" + spec.replace(":", "-").replace("/", "_")
         (root / "augment" / f"{name}.parquet").unlink(missing_ok=True)
-        server = start_server(a.server_bin, parallel, threads, a.port, 512) if engine == "llama_server" else None
+        server = (start_server(a.server_bin, parallel, threads, a.port, gguf_path) if engine == "llama_server"
+                  else None)
         try:
             job = AugmentConfig(name=name, items=order, limit=a.items, progress=False,
-                                llm=llm_config(engine, threads, a.batch_size, parallel, a.port))
+                                llm=llm_config(engine, threads, batch, parallel, a.port, gguf_path, dtype))
             if engine == "llama_cpp":  # load the model outside the timed section, as the others do
                 run_augment(data, job.model_copy(update={"limit": 1, "name": name + "-warm"}))
             with Section(extra_pids={server.pid} if server else None) as sec:
@@ -91,7 +97,7 @@ def main() -> None:
         if engine == "llama_server":
             res["parallel"] = parallel
         if engine == "transformers":
-            res["batch_size"] = a.batch_size
+            res["batch_size"], res["dtype"] = batch, dtype
         results["engines"][spec] = res
         print(f"{spec}: {json.dumps({k: v for k, v in res.items() if k != 'examples'})}", flush=True)
         for t in res["examples"]:

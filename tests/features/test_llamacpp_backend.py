@@ -184,3 +184,12 @@ def test_cache_merge_keeps_one_engine_and_one_row_per_item(tmp_path: Path, capsy
     assert merge(local, repo, out) == 3  # no label filter: still one row per item, local first
     assert pl.read_parquet(out).sort("item_idx")["text"].to_list() == ["a1-new", "b2", "a3"]
     assert "1 items had a second row" in capsys.readouterr().out
+
+
+def test_transformers_label_names_a_non_default_dtype() -> None:
+    from mosaicrec.features.augment.backends import TransformersLM
+
+    assert TransformersLM(GenerationConfig()).model_id == SMOLLM2_ID
+    assert TransformersLM(GenerationConfig(dtype="bfloat16")).model_id == SMOLLM2_ID + " [bfloat16]"
+    with pytest.raises(ValueError, match="dtype"):
+        GenerationConfig(dtype="float16")

@@ -17,7 +17,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -41,6 +41,7 @@ class GenerationConfig(StrictModel):
     gguf_file: str | None = Field(None, description="GGUF file inside the model folder")
     revision: str | None = None
     device: str = "cpu"
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="transformers: weights/compute dtype")
     batch_size: int = Field(8, ge=1, description="prompts per generate() call / per cache flush")
     max_new_tokens: int | None = Field(None, ge=1, description="override the template's value")
     temperature: float | None = Field(None, ge=0.0, description="override the template's value")
@@ -68,7 +69,7 @@ class GenerationFailed(RuntimeError):
 
 
 # ------------------------------------------------------------------------- local causal LM
-_LM_CACHE: dict[tuple[str | None, str | None, str | None, str], tuple[Any, Any]] = {}
+_LM_CACHE: dict[tuple[str | None, str | None, str | None, str, str], tuple[Any, Any]] = {}
 
 
 def smollm2_folder() -> str:
@@ -118,9 +119,9 @@ def _load_gguf(folder: str, gguf_file: str) -> tuple[Any, Any]:
 
 
 def load_causal_lm(model: str | None, gguf_file: str | None, revision: str | None,
-                   device: str) -> tuple[Any, Any]:
+                   device: str, dtype: str = "float32") -> tuple[Any, Any]:
     """Load (once per process) a causal LM and its tokenizer, set up for left-padded batches."""
-    key = (model, gguf_file, revision, device)
+    key = (model, gguf_file, revision, device, dtype)
     if key not in _LM_CACHE:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -132,7 +133,9 @@ def load_causal_lm(model: str | None, gguf_file: str | None, revision: str | Non
             kw: dict[str, Any] = {k: v for k, v in (("gguf_file", gguf_file), ("revision", revision)) if v}
             tok = AutoTokenizer.from_pretrained(model, **kw)
             lm = AutoModelForCausalLM.from_pretrained(model, **kw)
-        lm = lm.to(device).eval()
+        import torch
+
+        lm = lm.to(device=device, dtype=getattr(torch, dtype)).eval()
         tok.padding_side = "left"
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
@@ -170,12 +173,14 @@ class TransformersLM:
     @property
     def model_id(self) -> str:
         name = self.cfg.model or SMOLLM2_ID
-        return name + (f" [{self.cfg.gguf_file}]" if self.cfg.gguf_file else "")
+        name += f" [{self.cfg.gguf_file}]" if self.cfg.gguf_file else ""
+        return name + (f" [{self.cfg.dtype}]" if self.cfg.dtype != "float32" else "")
 
     def generate(self, prompts: list[Prompt]) -> list[Generation | Exception]:
         import torch
 
-        lm, tok = load_causal_lm(self.cfg.model, self.cfg.gguf_file, self.cfg.revision, self.cfg.device)
+        lm, tok = load_causal_lm(self.cfg.model, self.cfg.gguf_file, self.cfg.revision, self.cfg.device,
+                                 self.cfg.dtype)
         texts = [render_chat(tok, p.messages) for p in prompts]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.cfg.device)
         sample = self.temperature > 0
