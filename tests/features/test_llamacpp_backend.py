@@ -215,3 +215,16 @@ def test_chunk_script_labels_match_the_backends() -> None:
         "HuggingFaceTB/SmolLM2-135M-Instruct (M.BF16.gguf) [llama-server]"
     with pytest.raises(SystemExit, match="--dtype is for --engine transformers"):
         engine_label("llama_cpp", None, "bfloat16")
+
+
+def test_cli_flags_select_llama_cpp_and_dtype(tmp_path: Path) -> None:
+    import argparse
+
+    from mosaicrec.features.augment.cli_args import add_generation_arguments, merged_config
+
+    p = argparse.ArgumentParser()
+    add_generation_arguments(p, "llm_emf")
+    cfg = merged_config(p.parse_args([str(tmp_path), "--backend", "llama_cpp", "--model", "m.gguf"]), AugmentConfig)
+    assert (cfg.llm.backend, cfg.llm.model, cfg.llm.dtype) == ("llama_cpp", "m.gguf", "float32")
+    cfg = merged_config(p.parse_args([str(tmp_path), "--dtype", "bfloat16", "--batch-size", "64"]), AugmentConfig)
+    assert (cfg.llm.backend, cfg.llm.dtype, cfg.llm.batch_size) == ("transformers", "bfloat16", 64)
