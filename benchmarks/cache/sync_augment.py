@@ -12,8 +12,8 @@ that benchmarks reuse it instead of regenerating it (hours with SmolLM2 on 2 cor
 atomically. Rows are matched by (item_idx, content_hash, prompt_hash, model); the result keeps
 one row per item, and ``--model LABEL`` keeps only one engine's rows. The feature store reads
 every row of the file whatever its label, so when the engine changes restore with ``--model``
-(or delete the prepared folder's old cache first): the afk benchmark's label is
-``augment_chunk.LABELS[augment_chunk.DEFAULT_ENGINE]``.
+(or delete the prepared folder's old cache first): ``--model bench`` = the afk benchmark's label
+``augment_chunk.BENCH_LABEL`` (SmolLM2 in bfloat16 from session 5 on).
 """
 
 from __future__ import annotations
@@ -65,12 +65,13 @@ def main() -> None:
     ap.add_argument("--name", default="llm_emf", help="augmentation cache name")
     ap.add_argument("--work-dir", default="work")
     ap.add_argument("--model", default=None,
-                    help="keep only rows of this engine (llama_server, llama_cpp, transformers) or model label; "
+                    help="keep only rows of this label: 'bench' (the afk benchmark's), an engine name "
+                         "(llama_server, llama_cpp, transformers = float32) or a literal label; "
                          "default: all labels, one row per item")
     a = ap.parse_args()
-    from augment_chunk import LABELS  # same folder (the script directory is on sys.path)
+    from augment_chunk import BENCH_LABEL, LABELS  # same folder (the script directory is on sys.path)
 
-    model = LABELS.get(a.model, a.model) if a.model else None  # an engine name or a label
+    model = {**LABELS, "bench": BENCH_LABEL}.get(a.model, a.model) if a.model else None
     cfg = load_experiment(a.experiment)
     root = resolve_data(cfg.data, Path(a.work_dir))
     local = root / "augment" / f"{a.name}.parquet"

