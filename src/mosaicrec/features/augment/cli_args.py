@@ -13,10 +13,11 @@ def add_generation_arguments(p: argparse.ArgumentParser, default_template: str) 
     p.add_argument("--config", default=None, help="YAML with the job's settings (flags override it)")
     p.add_argument("--template", default=None, help=f"prompt template name or YAML path (default {default_template})")
     p.add_argument("--name", default=None, help="cache name: <prepared_dir>/augment/<name>.parquet")
-    p.add_argument("--backend", default=None, help="transformers | openai | vision2seq")
+    p.add_argument("--backend", default=None, help="transformers | llama_cpp | openai | vision2seq")
     p.add_argument("--model", default=None, help="model name/path (local) or served model name (openai)")
     p.add_argument("--gguf-file", default=None, help="GGUF file inside the model folder")
     p.add_argument("--device", default=None)
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16"], help="transformers: dtype")
     p.add_argument("--batch-size", type=int, default=None, help="prompts per batch (and per cache flush)")
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--temperature", type=float, default=None)
@@ -31,7 +32,7 @@ def add_generation_arguments(p: argparse.ArgumentParser, default_template: str) 
     p.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
-LLM_FLAGS = ("backend", "model", "gguf_file", "device", "batch_size", "max_new_tokens", "temperature",
+LLM_FLAGS = ("backend", "model", "gguf_file", "device", "dtype", "batch_size", "max_new_tokens", "temperature",
              "base_url", "api_key_env", "concurrency", "max_retries", "timeout")
 
 
