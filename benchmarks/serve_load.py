@@ -101,20 +101,10 @@ def start_server(run_dir: Path, port: int, extra: list[str], log: Path, threads:
     cmd = [sys.executable, "-m", "mosaicrec", "serve", str(run_dir), "--port", str(port), *extra]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
-    import httpx
+    from mosaicrec.utils import wait_healthy
 
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    proc.terminate()
-    raise RuntimeError(f"server on port {port} did not become healthy in 300 s")
+    wait_healthy(proc, f"http://127.0.0.1:{port}/health", 300, " ".join(cmd), detail=lambda: log.read_text()[-2000:])
+    return proc
 
 
 async def _post_httpx(url: str, concurrency: int) -> Any:

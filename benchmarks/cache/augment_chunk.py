@@ -44,6 +44,7 @@ from mosaicrec.data.schema import PreparedData
 from mosaicrec.features.augment.backends import SMOLLM2_GGUF, SMOLLM2_ID, smollm2_folder
 from mosaicrec.features.augment.run import AugmentConfig, run_augment
 from mosaicrec.training.run import resolve_data
+from mosaicrec.utils import wait_healthy
 
 HERE = Path(__file__).resolve().parent
 # Cache labels (the ``model`` column) per engine (float32 / default GGUF); the afk benchmark's
@@ -78,24 +79,12 @@ def engine_label(engine: str, gguf: str | None = None, dtype: str = "float32") -
 def start_server(binary: str, parallel: int, threads: int, port: int, gguf: str | None = None,
                  ctx_per_slot: int = 512) -> subprocess.Popen[bytes]:
     """``llama-server`` on ``gguf`` (default: the offline SmolLM2 GGUF); returns once ``/health`` answers 200."""
-    import httpx
-
     cmd = [binary, "-m", gguf or str(Path(smollm2_folder()) / SMOLLM2_GGUF), "--host", "127.0.0.1", "--port", str(port),
            "-np", str(parallel), "-c", str(parallel * ctx_per_slot), "-t", str(threads), "-tb", str(threads),
            "--cont-batching", "--no-webui", "--log-disable"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama-server exited with code {proc.returncode}: {' '.join(cmd)}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    proc.kill()
-    raise RuntimeError(f"llama-server did not become healthy in 120 s: {' '.join(cmd)}")
+    wait_healthy(proc, f"http://127.0.0.1:{port}/health", 120, f"llama-server ({' '.join(cmd)})")
+    return proc
 
 
 def llm_config(engine: str, threads: int, batch_size: int, parallel: int, port: int,

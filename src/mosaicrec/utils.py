@@ -119,3 +119,28 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return __version__
     return f"{__version__}+g{out.stdout.strip()}" if out.returncode == 0 else __version__
+
+
+def wait_healthy(proc: Any, url: str, timeout: float, what: str, detail: Any = None, poll: float = 0.5) -> None:
+    """Wait until ``GET url`` answers 200 while the child process ``proc`` (a ``Popen``) runs.
+
+    Raises RuntimeError naming ``what`` when the process exits first (plus ``detail()``, e.g. the
+    tail of its log) or when ``timeout`` seconds pass (the process is then terminated).
+    """
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            extra = f": {detail()}" if detail is not None else ""
+            raise RuntimeError(f"{what} exited with code {proc.returncode}{extra}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(poll)
+    proc.terminate()
+    raise RuntimeError(f"{what} did not answer {url} with 200 within {timeout:.0f} s")

@@ -13,8 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
+
+from mosaicrec.utils import wait_healthy
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
@@ -45,19 +46,11 @@ def server(toy_run, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "mosaicrec", "serve", str(toy_run), "--port", str(port),
                              "--threads", "1"], env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mosaicrec serve exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("mosaicrec serve did not answer /health within 120 s")
-            time.sleep(0.3)
+        try:
+            wait_healthy(proc, f"{url}/health", 120, "mosaicrec serve", detail=lambda: log.read_text()[-2000:], poll=0.3)
+        except RuntimeError as err:
+            pytest.fail(str(err))
         yield url
     finally:
         proc.terminate()
