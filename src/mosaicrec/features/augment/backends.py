@@ -278,11 +278,13 @@ class OpenAIChat:
             return results
 
 
-def parse_chat_response(body: Any, url: str) -> Generation:
+def parse_chat_response(body: Any, url: str, error: type[Exception] = GenerationFailed) -> Generation:
+    """An OpenAI-shaped chat completion (HTTP answer or llama-cpp-python's dict) -> :class:`Generation`;
+    ``error`` (naming ``url``, the source) when it has no ``choices[0].message.content``."""
     try:
         text = body["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
-        raise GenerationFailed(f"{url}: response has no choices[0].message.content: {str(body)[:200]}") from None
+        raise error(f"{url}: response has no choices[0].message.content: {str(body)[:200]}") from None
     usage = body.get("usage") or {}
     return Generation(str(text or "").strip(), int(usage.get("prompt_tokens", 0)),
                       int(usage.get("completion_tokens", 0)))

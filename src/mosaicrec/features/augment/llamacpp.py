@@ -30,6 +30,7 @@ from mosaicrec.features.augment.backends import (
     SMOLLM2_ID,
     GenerationConfig,
     Prompt,
+    parse_chat_response,
     smollm2_folder,
 )
 from mosaicrec.features.augment.cache import Generation
@@ -123,11 +124,5 @@ class LlamaCppLM:
 
 
 def parse_completion(out: Any) -> Generation:
-    """A llama-cpp-python chat completion (OpenAI-shaped dict) -> :class:`Generation`."""
-    try:
-        text = out["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        raise ValueError(f"llama.cpp returned no choices[0].message.content: {str(out)[:200]}") from None
-    usage = out.get("usage") or {}
-    return Generation(str(text or "").strip(), int(usage.get("prompt_tokens", 0)),
-                      int(usage.get("completion_tokens", 0)))
+    """A llama-cpp-python chat completion (OpenAI-shaped dict) -> :class:`Generation` (ValueError if malformed)."""
+    return parse_chat_response(out, "llama.cpp", ValueError)
