@@ -26,11 +26,16 @@ speeds measured on afk's prompts in docs/features.md):
     /work/bin/heavy python benchmarks/cache/augment_chunk.py --minutes 9
 
 Killing it loses at most the batch in flight; run it again to continue.
+
+Two processes (one per core) share the work with ``--shard K/N``: shard K takes every N-th item
+of the popularity order, in its own folder ``<work-dir>-sK`` (so their local caches never mix),
+and the merge into the committed file is serialised by a lock file beside it.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import subprocess
 import time
@@ -62,6 +67,28 @@ def popularity_order(data: PreparedData) -> list[int]:
     counts = np.bincount(data.item[data.split == TRAIN], minlength=data.n_items + 1)[1:]  # [N]
     order = np.lexsort((np.arange(data.n_items), -counts))  # [N]
     return [int(i) + 1 for i in order]
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"K/N"`` -> (K, N) with 0 <= K < N; None -> (0, 1)."""
+    if text is None:
+        return 0, 1
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise SystemExit(f"--shard {text!r}: expected K/N, e.g. 0/2") from None
+    if not 0 <= k < n:
+        raise SystemExit(f"--shard {text!r}: need 0 <= K < N")
+    return k, n
+
+
+def locked_merge(local: Path, repo: Path, label: str) -> int:
+    """Merge ``local`` into the committed cache ``repo`` under an exclusive lock (shards merge in turn)."""
+    from sync_augment import merge  # same folder (the script directory is on sys.path)
+
+    with open(repo.with_name(repo.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return merge(local, repo, repo, model=label)
 
 
 def engine_label(engine: str, gguf: str | None = None, dtype: str = "float32") -> str:
@@ -117,21 +144,26 @@ def main() -> None:
     ap.add_argument("--gguf", default=None, help="llama_server: another GGUF file (named in the cache label)")
     ap.add_argument("--dtype", default=None, choices=["float32", "bfloat16"],
                     help=f"transformers: dtype (default {DEFAULT_DTYPE})")
+    ap.add_argument("--shard", default=None, help="K/N: this process takes every N-th item from the K-th "
+                    "(folder <work-dir>-sK); run N processes for N cores")
     a = ap.parse_args()
     from sync_augment import merge  # same folder (the script directory is on sys.path)
+
+    shard, n_shards = parse_shard(a.shard)
+    work_dir = Path(a.work_dir + (f"-s{shard}" if n_shards > 1 else ""))
 
     threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
     dtype = a.dtype or (DEFAULT_DTYPE if a.engine == "transformers" else "float32")
     label = engine_label(a.engine, a.gguf, dtype)
     cfg = load_experiment(a.experiment)
-    root = resolve_data(cfg.data, Path(a.work_dir))
+    root = resolve_data(cfg.data, work_dir)
     local = root / "augment" / "llm_emf.parquet"
     repo = Path(a.cache_file) if a.cache_file else HERE / f"{cfg.data.name or root.name}-llm_emf.parquet"
     local.parent.mkdir(parents=True, exist_ok=True)
     if repo.exists():
         print(f"restored: {merge(local, repo, local, model=label)} cached items of {label}")
     data = PreparedData.load(root)
-    order = popularity_order(data)
+    order = popularity_order(data)[shard::n_shards]
     t_end = time.monotonic() + 60 * a.minutes
     server = start_server(a.server_bin, a.parallel, threads, a.port, a.gguf) if a.engine == "llama_server" else None
     total = 0
@@ -148,7 +180,7 @@ def main() -> None:
         if server is not None:
             server.terminate()
             server.wait(30)
-    print(f"generated {total} items this chunk; repo cache: {merge(local, repo, repo, model=label)} items")
+    print(f"generated {total} items this chunk; repo cache: {locked_merge(local, repo, label)} items")
 
 
 if __name__ == "__main__":

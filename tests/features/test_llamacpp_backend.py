@@ -229,3 +229,31 @@ def test_cli_flags_select_llama_cpp_and_dtype(tmp_path: Path) -> None:
     assert (cfg.llm.backend, cfg.llm.model, cfg.llm.dtype) == ("llama_cpp", "m.gguf", "float32")
     cfg = merged_config(p.parse_args([str(tmp_path), "--dtype", "bfloat16", "--batch-size", "64"]), AugmentConfig)
     assert (cfg.llm.backend, cfg.llm.dtype, cfg.llm.batch_size) == ("transformers", "bfloat16", 64)
+
+
+def test_chunk_script_shards_split_the_order_and_merge_in_turn(tmp_path: Path) -> None:
+    """--shard K/N: shards take disjoint strides of the order; locked merges keep every shard's rows."""
+    import polars as pl
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "cache"))
+    from augment_chunk import locked_merge, parse_shard
+
+    assert parse_shard(None) == (0, 1) and parse_shard("1/2") == (1, 2)
+    for bad in ("2/2", "x", "1-2"):
+        with pytest.raises(SystemExit, match="--shard"):
+            parse_shard(bad)
+    order = list(range(1, 12))
+    parts = [order[k::3] for k in range(3)]
+    assert sorted(sum(parts, [])) == order and not set(parts[0]) & set(parts[1])
+    repo = tmp_path / "cache.parquet"
+
+    def rows(items: list[int]) -> pl.DataFrame:
+        return pl.DataFrame({"item_idx": items, "content_hash": [f"c{i}" for i in items],
+                             "prompt_hash": ["p"] * len(items), "model": ["m"] * len(items),
+                             "text": [f"t{i}" for i in items]})
+
+    for k, items in enumerate(parts):
+        local = tmp_path / f"local{k}.parquet"
+        rows(items).write_parquet(local)
+        assert locked_merge(local, repo, "m") == sum(len(p) for p in parts[:k + 1])
+    assert sorted(pl.read_parquet(repo)["item_idx"].to_list()) == order
