@@ -104,7 +104,7 @@ class MicroBatcher(Generic[T, R]):
         if self._queue is None or self._task is None:
             raise BatcherStopped("the batcher is not running")
         fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, fut))
+        self._queue.put_nowait((item, fut))  # unbounded: never waits (no coroutine per request)
         if self._queue.qsize() >= self._want - 1:
             self._full.set()
         return await fut
