@@ -487,7 +487,8 @@ class Service:
         }
 
 
-_NO_IDS = np.zeros(0, dtype=np.int64)  # an empty history / exclusion ([0] int64; never written to)
+_NO_IDS = np.zeros(0, dtype=np.int64)  # an empty history / exclusion ([0] int64), shared: read-only
+_NO_IDS.flags.writeable = False
 
 
 def length_buckets(lengths: list[int], forward_cost: float, span: float) -> list[list[int]]:
