@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=2000)
     p.add_argument("--spy", choices=["gil", "cpu"], help="record a py-spy profile at the last level")
     p.add_argument("--out", type=Path, default=Path("/tmp/serve_probe.txt"), help="the py-spy profile")
+    p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    p.add_argument("--native", action="store_true", help="py-spy --native: C/Cython frames too (uvloop, httptools)")
     p.add_argument("--summarise", type=Path, metavar="FILE", help="only summarise a py-spy raw profile")
     args = p.parse_args(argv)
     if args.summarise:
@@ -81,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"client {1000 * m['client_cpu'] / ok:.3f} ms/request, {m['batches']} batches, "
                   f"other processes {m['other_cores']} cores", flush=True)
         if args.spy:
-            cmd = ["py-spy", "record", "-r", "250", "-d", "12", "-p", str(srv.proc.pid), "-f", "raw",
-                   "-o", str(args.out), "--threads", *(["--gil"] if args.spy == "gil" else [])]
+            cmd = ["py-spy", "record", "-r", str(args.rate), "-d", "12", "-p", str(srv.proc.pid), "-f", "raw",
+                   "-o", str(args.out), "--threads", *(["--gil"] if args.spy == "gil" else []),
+                   *(["--native"] if args.native else [])]
             spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)
             srv.measure(bodies, args.levels[-1], 10**6, 11, "raw")

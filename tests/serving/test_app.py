@@ -82,7 +82,7 @@ def test_padding_to_the_longest_history_only_when_it_changes_nothing(toy_data):
     svc = make_service(toy_data)
     q = svc.resolve(RecommendRequest(history=["F1", "K2"]))
     assert svc.make_batch([q]).items.shape == (1, 2)
-    assert svc.make_batch([q], "max_len").items.tolist() == [[0, 0, 0] + q.items]
+    assert svc.make_batch([q], "max_len").items.tolist() == [[0, 0, 0] + q.items.tolist()]
 
 
 def test_unknown_ids_are_named_or_ignored_with_a_warning(client):
@@ -128,6 +128,33 @@ def test_long_history_is_truncated_to_the_most_recent_and_said(client, service):
     assert "3 oldest were dropped" in body["warnings"][0]
     recent = client.post("/recommend", json={"history": history[3:], "k": 5, "exclude_seen": False}).json()
     assert [i["id"] for i in body["items"]] == [i["id"] for i in recent["items"]]
+
+
+def test_resolved_history_is_an_int64_array_and_exclusion_covers_dropped_items(client, service):
+    # the fast path (plain ids) and the slow path (objects, numbers) resolve to the same int64 arrays
+    history = ["F1", "F2", "F3", "F4", "F5", "F6", "K1", "K2"]
+    fast = service.resolve(RecommendRequest(history=history))
+    slow = service.resolve(RecommendRequest(history=[{"id": h} for h in history]))
+    for q in (fast, slow):
+        assert isinstance(q.items, np.ndarray) and q.items.dtype == np.int64
+        assert [service.raw_ids[i] for i in q.items] == history[-MAX_LEN:]
+        assert sorted(service.raw_ids[i] for i in q.exclude) == sorted(history)  # all 8, not only the 5 used
+    assert service._fast_ids(history) is not None and service._fast_ids([*history, "nope"]) is None
+    assert service._fast_ids([{"id": "F1"}]) is None  # not a plain id: the slow path decides
+    assert len(service.resolve(RecommendRequest(history=history, exclude_seen=False)).exclude) == 0
+    # the 3 items dropped by truncation are still never recommended
+    body = client.post("/recommend", json={"history": history, "k": 40}).json()
+    assert body["truncated"] == 3 and not {i["id"] for i in body["items"]} & set(history)
+    assert len(body["items"]) == 42 - len(history)
+
+
+def test_present_copies_a_per_item_part_built_once(client, service):
+    a, b = service.present(3, 0.5), service.present(3, 0.25)
+    assert list(a) == ["id", "item_idx", "domain", "title", "image", "score"]
+    assert a == {"id": service.raw_ids[3], "item_idx": 3, "domain": service.domains[service.item_domain[3]],
+                 "title": service.titles[3], "image": service.image_url(3), "score": 0.5}
+    a["title"] = "changed"  # an answer is its own dict: changing one changes no other
+    assert b["score"] == 0.25 and service.present(3, 0.0)["title"] == service.titles[3]
 
 
 def test_timestamps_order_the_history(service):

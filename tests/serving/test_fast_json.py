@@ -80,3 +80,7 @@ def test_dense_exclusion_edge_cases() -> None:
     assert ids[2] == [int(full[2, 5])]  # fewer than k left
     assert ids[3] == [] and scores[3] == []
     assert np.allclose(scores[0], (q[0] @ vectors.T)[full[0, :3] - 10], atol=1e-6)
+    # int64 arrays (the service's resolved histories, repeats allowed) exclude exactly as sets do
+    arrays = [np.zeros(0, dtype=np.int64), np.array([full[1, 0], 3, full[1, 0], 99], dtype=np.int64),
+              full[2, :5].astype(np.int64), np.array(full[3], dtype=np.int32)]
+    assert dense.search(q, 3, arrays) == (ids, scores)

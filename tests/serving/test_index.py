@@ -44,6 +44,19 @@ def test_flat_index_matches_brute_force_per_domain_and_excludes_seen(catalogue):
                 assert (doms[got] == domain).all()
 
 
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_exclusion_as_int64_arrays_equals_sets(catalogue, kind):
+    # the service passes each request's history as an int64 array (repeats allowed)
+    vectors, doms, queries = catalogue
+    index = ItemIndex(vectors, doms, IndexConfig(kind=kind))
+    sets = [set(brute(vectors, doms, q, 3)) for q in queries]
+    arrays = [np.array(sorted(ex) * 2, dtype=np.int64) for ex in sets]
+    for domain in (None, 1):
+        assert index.search(queries, 10, domain, arrays) == index.search(queries, 10, domain, sets)
+        ids, _ = index.search(queries, 10, domain, arrays)
+        assert all(not set(got) & ex for got, ex in zip(ids, sets, strict=True))
+
+
 def test_added_items_are_found_at_once_in_their_domain(catalogue):
     vectors, doms, queries = catalogue
     index = ItemIndex(vectors, doms)

@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import Any
 
+from pydantic import ValidationError
+
 from mosaicrec.serving.batcher import BatcherStopped, MicroBatcher
 from mosaicrec.serving.schemas import AddItemsRequest, AddItemsResponse, RecommendRequest, RecommendResponse
 from mosaicrec.serving.service import Answer, Query, RequestError, Service
@@ -155,8 +157,6 @@ class RecommendFastPath:
         await send({"type": "http.response.body", "body": body})
 
     async def _handle(self, scope: dict[str, Any], raw: bytes) -> tuple[int, Any]:
-        from pydantic import ValidationError
-
         if self.api_key is not None:
             key = next((v for k, v in scope["headers"] if k == b"x-api-key"), b"").decode("latin-1")
             if not (key and secrets.compare_digest(key, self.api_key)):

@@ -75,6 +75,7 @@ class MicroBatcher(Generic[T, R]):
         self.stats = BatchStats()
         self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop  # set by start()
         self._executor: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
@@ -82,6 +83,7 @@ class MicroBatcher(Generic[T, R]):
             return
         self._queue = asyncio.Queue()
         self._full = asyncio.Event()
+        self._loop = asyncio.get_running_loop()  # kept: get_running_loop() costs a getpid() call each time
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mosaicrec-batch")
         self._task = asyncio.get_running_loop().create_task(self._worker())
 
@@ -103,8 +105,8 @@ class MicroBatcher(Generic[T, R]):
     async def submit(self, item: T) -> R:
         if self._queue is None or self._task is None:
             raise BatcherStopped("the batcher is not running")
-        fut: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, fut))
+        fut: asyncio.Future[R] = self._loop.create_future()
+        self._queue.put_nowait((item, fut))  # unbounded: never waits (no coroutine per request)
         if self._queue.qsize() >= self._want - 1:
             self._full.set()
         return await fut

@@ -10,7 +10,6 @@ approximate ones exclude seen items by over-fetching ``k + |seen|`` neighbours a
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -133,7 +132,8 @@ class ItemIndex:
             return [[] for _ in range(len(queries))], [[] for _ in range(len(queries))]
         if part in self._dense:
             return self._dense[part].search(queries, k, exclude)
-        excl = [set(e) for e in exclude] if exclude is not None else [set() for _ in range(len(queries))]
+        excl = ([set(e.tolist() if isinstance(e, np.ndarray) else e) for e in exclude] if exclude is not None
+                else [set() for _ in range(len(queries))])
         fetch = min(index.ntotal, k + max((len(e) for e in excl), default=0))
         if fetch == 0:
             return [[] for _ in range(len(queries))], [[] for _ in range(len(queries))]
@@ -181,10 +181,10 @@ class _Dense:
             return [[] for _ in range(b)], [[] for _ in range(b)]
         scores = np.ascontiguousarray(queries, dtype=np.float32) @ self.vt  # [B, n]
         if exclude is not None:  # all rows' excluded ids in one array: a few numpy calls per batch
-            sets = [ex if isinstance(ex, (set, frozenset, list, tuple)) else list(ex) for ex in exclude]
-            counts = np.fromiter(map(len, sets), dtype=np.int64, count=len(sets))  # [B]
-            e = np.fromiter(itertools.chain.from_iterable(sets), dtype=np.int64, count=int(counts.sum()))  # [M]
-            r = np.repeat(np.arange(len(sets), dtype=np.int64), counts)  # [M] row of each excluded id
+            rows = [_int_array(ex) for ex in exclude]  # [m_b] each
+            counts = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))  # [B]
+            e = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)  # [M]
+            r = np.repeat(np.arange(len(rows), dtype=np.int64), counts)  # [M] row of each excluded id
             ok = (e >= 0) & (e < len(self.pos))
             p = self.pos[e[ok]]  # [M'] their columns here, -1 if not in this partition
             scores[r[ok][p >= 0], p[p >= 0]] = -np.inf
@@ -197,3 +197,11 @@ class _Dense:
             out_ids.append(row_ids[:m])
             out_scores.append(row_scores[:m])
         return out_ids, out_scores
+
+
+def _int_array(ids: Iterable[int]) -> np.ndarray:
+    """``ids`` as an int64 array [m]: an int64 array as is (the service's resolved histories),
+    anything else (set, list, generator) copied."""
+    if isinstance(ids, np.ndarray) and ids.dtype == np.int64:
+        return ids
+    return np.fromiter(ids, dtype=np.int64)

@@ -12,6 +12,7 @@ checks on a few real histories that this equals ``model.score``; a model that ov
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -75,10 +76,10 @@ class RequestError(ValueError):
 class Query:
     """A resolved request, ready for the model."""
 
-    items: list[int]  # item indexes, oldest first, at most max_len (their domains: Service.item_domain)
+    items: np.ndarray | list[int]  # [n] int64 item indexes, oldest first, n <= max_len (domains: Service.item_domain)
     target_domain: int | None
     k: int
-    exclude: set[int]
+    exclude: np.ndarray | set[int]  # item indexes never recommended ([m] int64 from resolve; repeats allowed)
     explain: bool
     truncated: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -110,6 +111,7 @@ class Service:
         self.domains = list(data.domains)
         self._lock = threading.Lock()  # guards the index and the item tables against /items
         self._users: dict[str, int] | None = None  # raw user id -> user index, read on first use
+        self._presented: list[dict[str, Any]] = []  # present()'s item part per item index, built on first use
         self._load_items()
         with torch.inference_mode():
             vectors = model.item_vectors().detach().float().cpu().numpy()  # [N+1, D]
@@ -189,13 +191,17 @@ class Service:
                                field="history", ambiguous_ids=[raw])
         return cands[0] if cands else None
 
-    def _fast_ids(self, entries: list[Any]) -> list[int] | None:
-        """Item indexes when every entry is a plain id of exactly one catalogue item, else None."""
+    def _fast_ids(self, entries: list[Any]) -> np.ndarray | None:
+        """Item indexes [n] int64 when every entry is a plain id of exactly one catalogue item, else None.
+
+        The dict lookups write straight into an int64 array (no list of Python ints; a miss gives
+        0, which no item has): the array is the model's history and the excluded items as is."""
         try:  # strings look up directly; numbers and HistoryItem objects take the slow path
-            ids = list(map(self.unique_raw.get, entries))
+            ids = np.fromiter(map(self.unique_raw.get, entries, itertools.repeat(0)), dtype=np.int64,
+                              count=len(entries))  # [n]
         except TypeError:  # unhashable HistoryItem
             return None
-        return ids if None not in ids else None  # type: ignore[return-value]
+        return ids if ids.all() else None
 
     def _slow_ids(self, entries: list[Any]) -> tuple[list[int], list[str], list[str]]:
         """(known item indexes, unknown raw ids, ids of items added at run time)."""
@@ -213,7 +219,7 @@ class Service:
 
     def resolve(self, req: RecommendRequest) -> Query:
         entries: list[Any] = req.history
-        fast = self._fast_ids(entries) if entries else []  # None unless every entry is a plain known id
+        fast = self._fast_ids(entries) if entries else _NO_IDS  # None unless every entry is a plain known id
         if fast is None:  # HistoryItem entries: with timestamps for all or none
             with_ts = [isinstance(e, HistoryItem) and e.ts is not None for e in entries]
             if any(with_ts) and not all(with_ts):
@@ -222,7 +228,13 @@ class Service:
                                    field="history")
             if all(with_ts):
                 entries = sorted(entries, key=lambda e: e.ts)  # stable: equal ts keep request order
-        ids, unknown, unusable = (fast, [], []) if fast is not None else self._slow_ids(entries)
+        unknown: list[str]
+        unusable: list[str]
+        if fast is not None:
+            ids, unknown, unusable = fast, [], []
+        else:
+            known, unknown, unusable = self._slow_ids(entries)
+            ids = np.asarray(known, dtype=np.int64)  # [n]
         user = self._user(req)
         warnings = []
         if unknown and not req.ignore_unknown:
@@ -233,16 +245,17 @@ class Service:
         if unusable:
             warnings.append(f"ignored {len(unusable)} item(s) added at run time (the model has no history "
                             f"embedding for them): {unusable[:20]}")
-        if not ids and not self.is_cf:  # sequential models recommend from the history
+        if not len(ids) and not self.is_cf:  # sequential models recommend from the history
             raise RequestError("history: no known item left to recommend from", field="history")
         truncated = max(0, len(ids) - self.max_len)
         if truncated:
             warnings.append(f"history has {len(ids)} items, longer than the model's max_len {self.max_len}: "
                             f"the {truncated} oldest were dropped")
-        exclude = set(ids) if req.exclude_seen else set()
+        exclude = ids if req.exclude_seen else _NO_IDS  # the whole history, before truncation
         if user is not None and req.exclude_seen and self.is_cf:  # the items the model learnt the user from
-            exclude |= set(self.data.item[self.data.indptr[user]:self.data.indptr[user + 1]].tolist())
-        ids = ids[-self.max_len:]
+            learnt = self.data.item[self.data.indptr[user]:self.data.indptr[user + 1]]
+            exclude = np.concatenate([exclude, np.asarray(learnt, dtype=np.int64)])
+        ids = ids[-self.max_len:]  # a view
         target = self.domain_index(req.domain) if req.domain is not None else None
         return Query(items=ids, target_domain=target, k=req.k,
                      exclude=exclude, explain=req.explain, truncated=truncated, warnings=warnings,
@@ -289,10 +302,10 @@ class Service:
         length = max(1, *(len(q.items) for q in queries)) if longest else self.max_len
         items = np.zeros((b, length), dtype=np.int64)  # [B, L]
         for r, q in enumerate(queries):
-            if q.items:
+            if len(q.items):
                 items[r, length - len(q.items):] = q.items
         doms = self._domain_of_items()[items]  # [B, L]; padding (item 0) -> 0
-        tdom = [q.target_domain if q.target_domain is not None else (int(doms[r, -1]) if q.items else 0)
+        tdom = [q.target_domain if q.target_domain is not None else (int(doms[r, -1]) if len(q.items) else 0)
                 for r, q in enumerate(queries)]
         return SeqBatch(items=torch.from_numpy(items), domains=torch.from_numpy(doms),
                         lengths=torch.tensor([len(q.items) for q in queries], dtype=torch.int64),
@@ -365,8 +378,8 @@ class Service:
             row = scores[r].clone()  # [N+1]
             if q.target_domain is not None:
                 row[dom != q.target_domain] = float("-inf")
-            if q.exclude:
-                row[torch.tensor(sorted(q.exclude))] = float("-inf")
+            if len(q.exclude):
+                row[torch.as_tensor(np.fromiter(q.exclude, dtype=np.int64))] = float("-inf")
             top = torch.topk(row, min(q.k, row.shape[0]))
             keep = [(int(i), float(s)) for i, s in zip(top.indices, top.values, strict=True) if s > float("-inf")]
             out.append(Answer([i for i, _ in keep], [s for _, s in keep],
@@ -388,7 +401,7 @@ class Service:
         for u, n in zip(users[:8], lengths, strict=False):
             rows = slice(int(self.data.indptr[u]), int(self.data.indptr[u + 1]))
             items = [int(i) for i in self.data.item[rows][-min(n, self.max_len):]]
-            qs.append(Query(items, None, 1, set(), False))
+            qs.append(Query(np.asarray(items, dtype=np.int64), None, 1, _NO_IDS, False))
         return qs
 
     def _check_padding(self) -> str:
@@ -440,8 +453,18 @@ class Service:
 
     # ----------------------------------------------------------------- presenting
     def present(self, idx: int, score: float) -> dict[str, Any]:
-        return {"id": self.raw_ids[idx], "item_idx": idx, "domain": self.domains[self.item_domain[idx]],
-                "title": self.titles[idx], "image": self.image_url(idx), "score": score}
+        """An answer item: ``{"id", "item_idx", "domain", "title", "image", "score"}``. The part
+        without the score is built once per item (on first use, so items added by ``/items`` too)
+        and copied."""
+        cache = self._presented
+        if idx >= len(cache):
+            with self._lock:  # the tables as /items leaves them (it appends under this lock, in a thread)
+                cache.extend({"id": self.raw_ids[i], "item_idx": i, "domain": self.domains[self.item_domain[i]],
+                              "title": self.titles[i], "image": self.image_url(i)}
+                             for i in range(len(cache), self.n_items + 1))
+        out = cache[idx].copy()
+        out["score"] = score
+        return out
 
     def info(self) -> dict[str, Any]:
         from mosaicrec import __version__
@@ -462,6 +485,10 @@ class Service:
                          "max_wait_ms": self.cfg.max_wait_ms, "policy": self.cfg.batch_policy,
                          "switch_interval_ms": self.cfg.switch_interval_ms},
         }
+
+
+_NO_IDS = np.zeros(0, dtype=np.int64)  # an empty history / exclusion ([0] int64), shared: read-only
+_NO_IDS.flags.writeable = False
 
 
 def length_buckets(lengths: list[int], forward_cost: float, span: float) -> list[list[int]]:
