@@ -181,7 +181,7 @@ class _Dense:
             return [[] for _ in range(b)], [[] for _ in range(b)]
         scores = np.ascontiguousarray(queries, dtype=np.float32) @ self.vt  # [B, n]
         if exclude is not None:  # all rows' excluded ids in one array: a few numpy calls per batch
-            rows = [_int_array(ex) for ex in exclude]  # [m_b] each
+            rows = [int_ids(ex) for ex in exclude]  # [m_b] each
             counts = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))  # [B]
             e = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)  # [M]
             r = np.repeat(np.arange(len(rows), dtype=np.int64), counts)  # [M] row of each excluded id
@@ -199,7 +199,7 @@ class _Dense:
         return out_ids, out_scores
 
 
-def _int_array(ids: Iterable[int]) -> np.ndarray:
+def int_ids(ids: Iterable[int]) -> np.ndarray:
     """``ids`` as an int64 array [m]: an int64 array as is (the service's resolved histories),
     anything else (set, list, generator) copied."""
     if isinstance(ids, np.ndarray) and ids.dtype == np.int64:

@@ -25,7 +25,7 @@ from pydantic import Field
 from mosaicrec.config import ExperimentConfig, StrictModel
 from mosaicrec.data.schema import PreparedData
 from mosaicrec.models.base import Recommender
-from mosaicrec.serving.index import GLOBAL, IndexConfig, ItemIndex
+from mosaicrec.serving.index import GLOBAL, IndexConfig, ItemIndex, int_ids
 from mosaicrec.serving.schemas import HistoryItem, RecommendRequest
 
 log = logging.getLogger("mosaicrec.serving")
@@ -379,7 +379,7 @@ class Service:
             if q.target_domain is not None:
                 row[dom != q.target_domain] = float("-inf")
             if len(q.exclude):
-                row[torch.as_tensor(np.fromiter(q.exclude, dtype=np.int64))] = float("-inf")
+                row[torch.as_tensor(int_ids(q.exclude))] = float("-inf")  # the resolved array as is
             top = torch.topk(row, min(q.k, row.shape[0]))
             keep = [(int(i), float(s)) for i, s in zip(top.indices, top.values, strict=True) if s > float("-inf")]
             out.append(Answer([i for i, _ in keep], [s for _, s in keep],
