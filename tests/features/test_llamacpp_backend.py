@@ -186,6 +186,27 @@ def test_cache_merge_keeps_one_engine_and_one_row_per_item(tmp_path: Path, capsy
     assert "1 items had a second row" in capsys.readouterr().out
 
 
+def test_cache_transfer_moves_rows_by_raw_id_and_only_for_the_same_content() -> None:
+    """sync_augment.transfer_rows: afk's generations reused for food_kitchen's items with the same ASIN."""
+    import polars as pl
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "cache"))
+    from sync_augment import transfer_rows
+
+    df = pl.DataFrame({"item_idx": [1, 2, 3], "content_hash": ["ha", "hb", "hc"], "prompt_hash": ["p"] * 3,
+                       "model": ["m"] * 3, "text": ["ta", "tb", "tc"]},
+                      schema_overrides={"item_idx": pl.Int32})
+    # source items 1..3 = A, B, C; target items 1..4 = X, C, A, B with B's title changed
+    out, counts = transfer_rows(df, ["A", "B", "C"], ["X", "C", "A", "B"], ["hx", "hc", "ha", "hb2"])
+    assert counts == {"rows": 3, "moved": 2, "no_such_item": 0, "other_content": 1}
+    assert out.sort("item_idx")["item_idx"].to_list() == [2, 3] and out.schema["item_idx"] == pl.Int32
+    assert dict(zip(out["item_idx"].to_list(), out["text"].to_list(), strict=True)) == {2: "tc", 3: "ta"}
+    out, counts = transfer_rows(df, ["A", "B", "C"], ["A"], ["ha"])
+    assert (counts["moved"], counts["no_such_item"], out["text"].to_list()) == (1, 2, ["ta"])
+    with pytest.raises(SystemExit, match="item_idx 3 outside"):
+        transfer_rows(df, ["A", "B"], ["A"], ["ha"])
+
+
 def test_transformers_label_names_a_non_default_dtype() -> None:
     from mosaicrec.features.augment.backends import TransformersLM
 
