@@ -147,7 +147,7 @@ def main() -> None:
     ap.add_argument("--shard", default=None, help="K/N: this process takes every N-th item from the K-th "
                     "(folder <work-dir>-sK); run N processes for N cores")
     a = ap.parse_args()
-    from sync_augment import merge  # same folder (the script directory is on sys.path)
+    from sync_augment import committed_cache, merge  # same folder (the script directory is on sys.path)
 
     shard, n_shards = parse_shard(a.shard)
     work_dir = Path(a.work_dir + (f"-s{shard}" if n_shards > 1 else ""))
@@ -158,7 +158,7 @@ def main() -> None:
     cfg = load_experiment(a.experiment)
     root = resolve_data(cfg.data, work_dir)
     local = root / "augment" / "llm_emf.parquet"
-    repo = Path(a.cache_file) if a.cache_file else HERE / f"{cfg.data.name or root.name}-llm_emf.parquet"
+    repo = Path(a.cache_file) if a.cache_file else committed_cache(cfg, root, "llm_emf")
     local.parent.mkdir(parents=True, exist_ok=True)
     if repo.exists():
         print(f"restored: {merge(local, repo, local, model=label)} cached items of {label}")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -35,6 +36,12 @@ from mosaicrec.training.run import resolve_data
 from mosaicrec.utils import atomic_path
 
 KEY = ["item_idx", "content_hash", "prompt_hash", "model"]
+HERE = Path(__file__).resolve().parent
+
+
+def committed_cache(cfg: Any, root: Path, name: str) -> Path:
+    """The committed cache of a benchmark's dataset: ``benchmarks/cache/<dataset>-<name>.parquet``."""
+    return HERE / f"{cfg.data.name or root.name}-{name}.parquet"
 
 
 def merge(first: Path, second: Path, out: Path, model: str | None = None) -> int:
@@ -96,11 +103,9 @@ def transfer(src_yaml: str, dst_yaml: str, work_dir: Path, name: str, model: str
     from mosaicrec.data.schema import PreparedData
     from mosaicrec.features.augment.cache import item_content_hashes
 
-    here = Path(__file__).resolve().parent
     src_cfg, dst_cfg = load_experiment(src_yaml), load_experiment(dst_yaml)
     src_root, dst_root = resolve_data(src_cfg.data, work_dir), resolve_data(dst_cfg.data, work_dir)
-    src_file = here / f"{src_cfg.data.name or src_root.name}-{name}.parquet"
-    dst_file = here / f"{dst_cfg.data.name or dst_root.name}-{name}.parquet"
+    src_file, dst_file = committed_cache(src_cfg, src_root, name), committed_cache(dst_cfg, dst_root, name)
     if not src_file.exists():
         raise SystemExit(f"{src_file}: no committed cache to transfer from")
     df = pl.read_parquet(src_file)
@@ -142,7 +147,7 @@ def main() -> None:
     cfg = load_experiment(a.experiment)
     root = resolve_data(cfg.data, Path(a.work_dir))
     local = root / "augment" / f"{a.name}.parquet"
-    repo = Path(__file__).resolve().parent / f"{cfg.data.name or root.name}-{a.name}.parquet"
+    repo = committed_cache(cfg, root, a.name)
     if a.action == "restore":
         n = merge(local, repo, local, model=model)
         print(f"{local}: {n} cached items")
