@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 
 def _mod():
-    spec = importlib.util.spec_from_file_location("cdsr_table", ROOT / "benchmarks" / "cdsr_table.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["cdsr_table"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/cdsr_table.py")
 
 
 def _result(path: Path, name: str, food: float, seeds: int, domains=("Food", "Kitchen")) -> Path:

@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scripts import load_script
 
 
 def _curve():
-    spec = importlib.util.spec_from_file_location("xcross_curve", ROOT / "benchmarks" / "xcross_curve.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["xcross_curve"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("benchmarks/xcross_curve.py")
 
 
 class Toy(torch.nn.Module):
