@@ -20,20 +20,39 @@ KEYS = ["mrr", "ndcg@5", "ndcg@10", "hr@1", "hr@5", "hr@10"]
 SUMMARY_KEYS = ["ndcg@10", "mrr"]
 
 
+def n_seeds(res: dict) -> int:
+    return len(res.get("per_seed", [])) or 1
+
+
+def mean_std(res: dict, dom: str, key: str) -> tuple[float, float | None]:
+    """Mean over seeds and the seeds' std (None for one seed or when the JSON has none)."""
+    std = res.get("std", {}).get(dom, {}).get(key) if n_seeds(res) > 1 else None
+    return res["metrics"][dom][key], std
+
+
 def cell(res: dict, dom: str, key: str) -> str:
-    mean = res["metrics"][dom][key]
-    std = res.get("std", {}).get(dom, {}).get(key)
-    return f"{mean:.4f}" + (f" ± {std:.4f}" if len(res.get("per_seed", [])) > 1 and std is not None else "")
+    mean, std = mean_std(res, dom, key)
+    return f"{mean:.4f}" + (f" ± {std:.4f}" if std is not None else "")
 
 
 def domains(res: dict) -> list[str]:
     return [k for k in res["metrics"] if k != "overall"]
 
 
+def load(paths: list[Path]) -> list[dict]:
+    """The result JSONs, refused unless they all have the same target domains."""
+    results = [json.loads(p.read_text()) for p in paths]
+    doms = domains(results[0])
+    for p, res in zip(paths, results, strict=True):
+        if domains(res) != doms:
+            raise SystemExit(f"{p}: domains {domains(res)} differ from {paths[0]}'s {doms}")
+    return results
+
+
 def rows(path: Path) -> list[str]:
     res = json.loads(path.read_text())
     out = []
-    seeds = len(res.get("per_seed", [])) or 1
+    seeds = n_seeds(res)
     for dom in domains(res) + ["overall"]:
         samp = (res.get("metrics_sampled") or {}).get(dom, {})
         out.append(f"| {res['name']} | {dom} | " + " | ".join(cell(res, dom, k) for k in KEYS)
@@ -47,29 +66,26 @@ def full_table(paths: list[Path]) -> list[str]:
     return [head, "|" + "---|" * (head.count("|") - 1)] + [r for p in paths for r in rows(p)]
 
 
-def summary_table(paths: list[Path]) -> list[str]:
-    results = [json.loads(p.read_text()) for p in paths]
+def summary_table(results: list[dict]) -> list[str]:
+    """One row per result (as returned by ``load``), an NDCG@10 / MRR column pair per domain."""
     doms = domains(results[0])
-    for p, res in zip(paths, results, strict=True):
-        if domains(res) != doms:
-            raise SystemExit(f"{p}: domains {domains(res)} differ from {paths[0]}'s {doms}")
     cols = [f"{d} {k.upper() if k == 'mrr' else k.replace('ndcg', 'NDCG')}" for d in doms for k in SUMMARY_KEYS]
     out = ["| bench | " + " | ".join(cols) + " | seeds | best epochs |", "|" + "---|" * (len(cols) + 3)]
     for res in results:
         best = ", ".join(str(r.get("best_epoch")) for r in res.get("per_seed", []))
         out.append(f"| {res['name']} | " + " | ".join(cell(res, d, k) for d in doms for k in SUMMARY_KEYS)
-                   + f" | {len(res.get('per_seed', [])) or 1} | {best} |")
+                   + f" | {n_seeds(res)} | {best} |")
     return out
 
 
-def plot(paths: list[Path], out: Path, title: str | None = None) -> None:
+def plot(results: list[dict], out: Path, title: str | None = None) -> None:
+    """``summary_table``'s numbers as horizontal bars, one panel per metric, seed std as error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    results = [json.loads(p.read_text()) for p in paths]
     doms = domains(results[0])
     fig, axes = plt.subplots(1, len(SUMMARY_KEYS), figsize=(5.2 * len(SUMMARY_KEYS), 0.9 + 0.42 * len(results)),
                              squeeze=False)
@@ -77,11 +93,10 @@ def plot(paths: list[Path], out: Path, title: str | None = None) -> None:
     h = 0.8 / len(doms)
     for ax, key in zip(axes[0], SUMMARY_KEYS, strict=True):
         for j, dom in enumerate(doms):
-            means = [r["metrics"][dom][key] for r in results]
-            stds = [r.get("std", {}).get(dom, {}).get(key, 0.0) if len(r.get("per_seed", [])) > 1 else 0.0
-                    for r in results]
+            means, stds = zip(*(mean_std(r, dom, key) for r in results), strict=True)
+            stds = [s or 0.0 for s in stds]
             ax.barh(y + (j - (len(doms) - 1) / 2) * h, means, h, xerr=stds, capsize=2, label=dom)
-        ax.set_yticks(y, [f"{r['name']} ({len(r.get('per_seed', [])) or 1})" for r in results])
+        ax.set_yticks(y, [f"{r['name']} ({n_seeds(r)})" for r in results])
         ax.invert_yaxis()
         ax.set_xlabel(f"test {key} (full ranking within the domain)")
         ax.grid(axis="x", alpha=0.3)
@@ -101,9 +116,11 @@ def main() -> None:
     ap.add_argument("--plot", type=Path, default=None, metavar="OUT.svg", help="also draw the summary as a bar chart")
     ap.add_argument("--title", default=None, help="title of the --plot chart")
     a = ap.parse_args()
+    if a.summary or a.plot:
+        results = load(a.results)
     if a.plot:
-        plot(a.results, a.plot, a.title)
-    print("\n".join(summary_table(a.results) if a.summary else full_table(a.results)))
+        plot(results, a.plot, a.title)
+    print("\n".join(summary_table(results) if a.summary else full_table(a.results)))
 
 
 if __name__ == "__main__":

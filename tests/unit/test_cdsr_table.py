@@ -26,7 +26,7 @@ def test_summary_has_ndcg_and_mrr_per_domain_with_std_only_for_several_seeds(tmp
     ct = _mod()
     a = _result(tmp_path / "a.json", "afk_a", 0.04, 3)
     b = _result(tmp_path / "b.json", "afk_b", 0.02, 1)
-    lines = ct.summary_table([a, b])
+    lines = ct.summary_table(ct.load([a, b]))
     assert lines[0] == "| bench | Food NDCG@10 | Food MRR | Kitchen NDCG@10 | Kitchen MRR | seeds | best epochs |"
     assert lines[2] == "| afk_a | 0.0400 ± 0.0010 | 0.0200 ± 0.0020 | 0.0200 ± 0.0010 | 0.0133 ± 0.0020 | 3 | 10, 11, 12 |"
     assert lines[3] == "| afk_b | 0.0200 | 0.0100 | 0.0100 | 0.0067 | 1 | 10 |"
@@ -37,14 +37,14 @@ def test_summary_refuses_results_with_other_domains(tmp_path):
     a = _result(tmp_path / "a.json", "afk_a", 0.04, 3)
     c = _result(tmp_path / "c.json", "ml_c", 0.04, 3, domains=("Movies",))
     with pytest.raises(SystemExit, match="c.json: domains"):
-        ct.summary_table([a, c])
+        ct.load([a, c])
 
 
 def test_plot_writes_an_svg_naming_every_benchmark(tmp_path):
     ct = _mod()
     paths = [_result(tmp_path / f"{n}.json", f"afk_{n}", 0.01 * (i + 1), 3) for i, n in enumerate("xyz")]
     out = tmp_path / "img" / "chart.svg"
-    ct.plot(paths, out, "afk test")
+    ct.plot(ct.load(paths), out, "afk test")
     svg = out.read_text()
     assert svg.lstrip().startswith("<?xml") and "</svg>" in svg
     for n in "xyz":
